@@ -1,0 +1,137 @@
+"""Train / validation / test splits for offline evaluation.
+
+A `Split` holds three interaction sets over the same id maps. Models are tuned by fitting on
+`train` and scoring `valid` (excluding train items), then refit on `train + valid` and scored on
+`test` (excluding train and valid items). `candidates` optionally restricts the ranked catalog
+(the cold-start split ranks only items unseen in training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lmrec.data.dataset import Dataset, Interactions
+
+
+@dataclass
+class Split:
+    name: str
+    dataset: Dataset
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    candidates: np.ndarray | None = None  # item indices that may be recommended; None = whole catalog
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_valid(self) -> Interactions:
+        return Interactions.concat([self.train, self.valid])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "split": self.name,
+            "train": len(self.train),
+            "valid": len(self.valid),
+            "test": len(self.test),
+            "test_users": int(len(np.unique(self.test.user))),
+            "candidates": None if self.candidates is None else int(len(self.candidates)),
+            **self.info,
+        }
+
+
+def temporal_leave_one_out(dataset: Dataset, *, min_train: int = 1) -> Split:
+    """Per user, sort events by (timestamp, item id); the last is test, the second-to-last
+    validation, the rest train.
+
+    Item indices follow the numeric order of the original item ids, so ties in timestamp
+    (frequent in ML-100k) are broken by item id. Users with fewer than `min_train + 2` events
+    keep all of them in train and are not evaluated. Repeated (user, item) events are kept.
+    """
+    s = dataset.interactions.sorted()
+    n = len(s)
+    if n == 0:
+        raise ValueError(f"{dataset.name}: no interactions to split")
+    starts = np.r_[0, np.flatnonzero(np.diff(s.user)) + 1]
+    ends = np.r_[starts[1:], n]
+    lengths = ends - starts
+    eligible = lengths >= min_train + 2
+    role = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
+    role[ends[eligible] - 1] = 2
+    role[ends[eligible] - 2] = 1
+    return Split(
+        "temporal-loo", dataset, s.select(role == 0), s.select(role == 1), s.select(role == 2),
+        info={"evaluated_users": int(eligible.sum()), "skipped_users": int((~eligible).sum())},
+    )
+
+
+def random_holdout(inter: Interactions, fraction: float, *, seed: int = 0,
+                   min_keep: int = 1) -> tuple[Interactions, Interactions]:
+    """Per user, move a random `fraction` of events (at least one when the user keeps
+    `min_keep`) to a held-out part. Used to carve a validation set out of a given random split."""
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(inter)), inter.user))
+    u = inter.user[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1] if len(u) else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:], len(u)] if len(u) else np.zeros(0, dtype=np.int64)
+    held = np.zeros(len(inter), dtype=bool)
+    for a, b in zip(starts, ends):
+        size = b - a
+        k = int(round(size * fraction))
+        if k == 0 and size > min_keep:
+            k = 1
+        k = min(k, max(size - min_keep, 0))
+        held[order[a:a + k]] = True
+    return inter.select(~held), inter.select(held)
+
+
+def given_split(dataset: Dataset, *, valid_fraction: float = 0.1, seed: int = 0) -> Split:
+    """The data set's own split (`dataset.given_split`). When it has no validation part, a
+    seeded random `valid_fraction` of each user's train events becomes validation."""
+    g = dataset.given_split
+    if not g or "train" not in g or "test" not in g:
+        raise ValueError(f"{dataset.name}: this data set has no given split")
+    train, test = g["train"], g["test"]
+    if "valid" in g:
+        valid = g["valid"]
+        info = {"valid": "given"}
+    else:
+        train, valid = random_holdout(train, valid_fraction, seed=seed)
+        info = {"valid": f"random {valid_fraction:.0%} of train per user, seed {seed}"}
+    return Split("given", dataset, train, valid, test, info=info)
+
+
+def cold_start_items(dataset: Dataset, *, test_fraction: float = 0.1, valid_fraction: float = 0.05) -> Split:
+    """Cold-start item split on the timeline (cutoffs by event count).
+
+    Items whose first event falls in the last `test_fraction` of the timeline are new items.
+    train: every event before the validation cutoff; valid: every event between the two
+    cutoffs (so train + valid = everything before the test cutoff); test: events on new items
+    after the test cutoff. `candidates` are the new test items: models rank only them, and the
+    evaluator keeps only truth inside the candidates. Validation ranks the items first seen
+    between the cutoffs (`info['valid_candidates']`).
+    """
+    if not dataset.has_timestamps:
+        raise ValueError(f"{dataset.name}: a cold-start split needs real timestamps")
+    inter = dataset.interactions.sorted()
+    ts = np.sort(inter.timestamp)
+    t_test = ts[min(int(len(ts) * (1 - test_fraction)), len(ts) - 1)]
+    t_valid = ts[min(int(len(ts) * (1 - test_fraction - valid_fraction)), len(ts) - 1)]
+    never = np.iinfo(np.int64).max
+    first_seen = np.full(dataset.n_items, never, dtype=np.int64)
+    np.minimum.at(first_seen, inter.item, inter.timestamp)
+    test_items = np.flatnonzero((first_seen >= t_test) & (first_seen != never))
+    valid_items = np.flatnonzero((first_seen >= t_valid) & (first_seen < t_test))
+    is_new_test = np.zeros(dataset.n_items, dtype=bool)
+    is_new_test[test_items] = True
+    train = inter.select(inter.timestamp < t_valid)
+    valid = inter.select((inter.timestamp >= t_valid) & (inter.timestamp < t_test))
+    test = inter.select((inter.timestamp >= t_test) & is_new_test[inter.item])
+    return Split(
+        "coldstart", dataset, train, valid, test, candidates=test_items,
+        info={"test_cutoff": int(t_test), "valid_cutoff": int(t_valid),
+              "new_items_test": int(len(test_items)), "new_items_valid": int(len(valid_items)),
+              "valid_candidates": valid_items},
+    )

@@ -1,0 +1,128 @@
+"""Core types shared by every stage: event kinds and the `Candidates` list that flows
+between recall, rank and rerank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+
+class EventKind(IntEnum):
+    """Kinds of behaviour events. Stored as int8 codes in `Interactions.kind`."""
+
+    VIEW = 0
+    CLICK = 1
+    CART = 2
+    PURCHASE = 3
+    RATING = 4
+    IMPRESSION = 5
+
+    @classmethod
+    def parse(cls, value: str | int | EventKind) -> EventKind:
+        """Parse 'view' / 'VIEW' / 0 into an EventKind; raises ValueError naming the value."""
+        if isinstance(value, EventKind):
+            return value
+        if isinstance(value, (int, np.integer)):
+            return cls(int(value))
+        try:
+            return cls[str(value).strip().upper()]
+        except KeyError:
+            names = ", ".join(k.name.lower() for k in cls)
+            raise ValueError(f"unknown event kind {value!r} (expected one of: {names})") from None
+
+
+@dataclass
+class Candidates:
+    """A ranked list of candidate items for one query/user.
+
+    `items` are internal item indices (rows of the dataset's item IdMap), `scores` the score
+    of the stage that produced the current order. `sources` names the channel(s) that produced
+    each item and `stage_scores` keeps every stage's score column so later stages (and
+    explanations) can use them.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    sources: list[tuple[str, ...]] | None = None
+    stage_scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.items = np.asarray(self.items, dtype=np.int64)
+        self.scores = np.asarray(self.scores, dtype=np.float32)
+        if self.items.shape != self.scores.shape or self.items.ndim != 1:
+            raise ValueError(
+                f"Candidates: items {self.items.shape} and scores {self.scores.shape} must be equal 1-d"
+            )
+        if self.sources is not None and len(self.sources) != len(self.items):
+            raise ValueError("Candidates: sources must have one entry per item")
+        for name, col in self.stage_scores.items():
+            if len(col) != len(self.items):
+                raise ValueError(f"Candidates: stage score {name!r} has the wrong length")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def empty(cls) -> Candidates:
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray, k: int, source: str | None = None,
+                    exclude: np.ndarray | None = None) -> Candidates:
+        """Top-k of a dense score vector over the catalog (ties broken by lower item index).
+
+        `exclude` is an array of item indices that must not be returned.
+        """
+        s = np.asarray(scores, dtype=np.float32).copy()
+        if exclude is not None and len(exclude):
+            s[np.asarray(exclude, dtype=np.int64)] = -np.inf
+        valid = np.isfinite(s)
+        n_valid = int(valid.sum())
+        k = min(k, n_valid)
+        if k <= 0:
+            return cls.empty()
+        top = topk_indices(s[None, :], k)[0]
+        out = cls(top, s[top])
+        if source is not None:
+            out.sources = [(source,)] * len(top)
+            out.stage_scores[source] = out.scores.copy()
+        return out
+
+    def top(self, n: int) -> Candidates:
+        """The first n candidates (the list is assumed to be in rank order)."""
+        sl = slice(0, n)
+        return Candidates(
+            self.items[sl], self.scores[sl],
+            None if self.sources is None else self.sources[sl],
+            {k: v[sl] for k, v in self.stage_scores.items()},
+        )
+
+
+def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise indices of the k largest scores, sorted by score descending.
+
+    Ties are broken by the lower column index, so results are deterministic.
+    `scores` is (n_rows, n_cols); returns (n_rows, min(k, n_cols)) int64.
+    """
+    n_cols = scores.shape[1]
+    k = min(k, n_cols)
+    if k <= 0:
+        return np.zeros((scores.shape[0], 0), dtype=np.int64)
+    if k < n_cols:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition does not guarantee which of several tied items at the boundary it keeps;
+        # fix that by including every item whose score equals the k-th score, then sorting.
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        out = np.empty((scores.shape[0], k), dtype=np.int64)
+        for r in range(scores.shape[0]):
+            row = scores[r]
+            above = np.flatnonzero(row > kth[r])
+            ties = np.flatnonzero(row == kth[r])
+            cand = np.concatenate([above, ties])
+            order = np.lexsort((cand, -row[cand]))
+            out[r] = cand[order[:k]]
+        return out
+    order = np.lexsort((np.broadcast_to(np.arange(n_cols), scores.shape), -scores), axis=1)
+    return order[:, :k].astype(np.int64)
