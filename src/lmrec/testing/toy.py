@@ -36,3 +36,9 @@ def toy_dataset(n_users: int = 60, n_items: int = 40, events_per_user: int = 12,
     imap = IdMap([str(i + 1) for i in range(n_items)])
     return Dataset(name, umap, imap, Interactions(np.array(users), np.array(items), np.array(ts)),
                    item_table=table)
+
+
+def demo_dataset(seed: int = 0) -> Dataset:
+    """A generated data set big enough for the offline demo to show differences between
+    models (600 users, 300 items, 25 events each)."""
+    return toy_dataset(n_users=600, n_items=300, events_per_user=25, seed=seed, name="generated-demo")

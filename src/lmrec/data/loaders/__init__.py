@@ -1,0 +1,100 @@
+"""Data set registry: `load_dataset(name)` for interaction data sets, `load_relevance(name)` for
+query-item relevance sets, and generic loaders for any events / item file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from lmrec.data.dataset import Dataset
+from lmrec.data.loaders.amazon import load_amazon_scientific
+from lmrec.data.loaders.base import missing_folder_error
+from lmrec.data.loaders.generic import (
+    ColumnMapping, ItemCatalog, ItemMapping, events_to_dataset, load_events_file, load_items_file,
+)
+from lmrec.data.loaders.movielens import load_ml1m, load_ml100k, load_ml_latest_small
+from lmrec.data.loaders.relevance_sets import load_homedepot, load_qbqtc
+from lmrec.data.relevance import RelevanceSet
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered data set: its folder under the data directory and its loader."""
+
+    name: str
+    folder: str
+    kind: Literal["interactions", "relevance"]
+    loader: Callable[[Path], Dataset | RelevanceSet]
+    description: str
+    downloadable: bool = False
+
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("ml-100k", "movielens-100k", "interactions", load_ml100k,
+                "MovieLens 100K: 100,000 ratings, 943 users, 1,682 movies", downloadable=True),
+    DatasetSpec("ml-latest-small", "movielens-latest-small", "interactions", load_ml_latest_small,
+                "MovieLens latest-small: 100,836 ratings, 610 users, 9,742 movies, tags"),
+    DatasetSpec("ml-1m", "movielens-1m", "interactions", load_ml1m,
+                "MovieLens 1M 10-core implicit: 998,539 events, 6,040 users, 3,260 movies, no times"),
+    DatasetSpec("amazon-scientific", "amazon-scientific", "interactions", load_amazon_scientific,
+                "Amazon Scientific: 59,384 purchases, 8,442 users, 4,385 items with text, order only"),
+    DatasetSpec("homedepot", "homedepot-search-relevance", "relevance", load_homedepot,
+                "Home Depot search relevance: 74,067 judgments, 11,795 queries, grades 1-3"),
+    DatasetSpec("qbqtc", "qbqtc-zh-search-relevance", "relevance", load_qbqtc,
+                "QBQTC Chinese query-title relevance: 25,000 pairs, grades 0-2"),
+)}
+INTERACTION_DATASETS = tuple(n for n, s in DATASETS.items() if s.kind == "interactions")
+RELEVANCE_SETS = tuple(n for n, s in DATASETS.items() if s.kind == "relevance")
+
+
+def _spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+def dataset_folder(name: str, data_dir: Path | None = None) -> Path:
+    """The folder a registered data set is read from (it may not exist)."""
+    from lmrec.settings import data_dir as default_data_dir
+
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return root / _spec(name).folder
+
+
+def _locate(name: str, data_dir: Path | None) -> tuple[DatasetSpec, Path]:
+    spec = _spec(name)
+    folder = dataset_folder(name, data_dir)
+    if not folder.is_dir():
+        raise missing_folder_error(name, folder, folder.parent, spec.downloadable)
+    return spec, folder
+
+
+def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+    """Load a registered interaction data set (see INTERACTION_DATASETS) from `data_dir`
+    (default: `lmrec.settings.data_dir()`)."""
+    spec, folder = _locate(name, data_dir)
+    if spec.kind != "interactions":
+        raise ValueError(f"{name!r} is a query-item relevance set, not an interaction data set; "
+                         f"use load_relevance({name!r})")
+    out = spec.loader(folder)
+    assert isinstance(out, Dataset)
+    return out
+
+
+def load_relevance(name: str, data_dir: Path | None = None) -> RelevanceSet:
+    """Load a registered relevance set (see RELEVANCE_SETS) from `data_dir`."""
+    spec, folder = _locate(name, data_dir)
+    if spec.kind != "relevance":
+        raise ValueError(f"{name!r} is an interaction data set; use load_dataset({name!r})")
+    out = spec.loader(folder)
+    assert isinstance(out, RelevanceSet)
+    return out
+
+
+__all__ = [
+    "DATASETS", "INTERACTION_DATASETS", "RELEVANCE_SETS", "DatasetSpec", "ColumnMapping", "ItemMapping",
+    "ItemCatalog", "RelevanceSet", "dataset_folder", "events_to_dataset", "load_dataset",
+    "load_events_file", "load_items_file", "load_relevance",
+]

@@ -1,0 +1,56 @@
+"""Helpers shared by CLI commands: console, data set resolution, error reporting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a red error line and return an Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """Parse model parameters given as JSON ('{"lam": 500}') or as 'a=1,b=x'."""
+    if not text:
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise fail(f"--params is not valid JSON: {e}") from None
+        if not isinstance(out, dict):
+            raise fail("--params must be a JSON object")
+        return out
+    out: dict[str, Any] = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise fail(f"--params: expected key=value, got {part!r}")
+        k, v = part.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def load_named_or_file(name: str, data_dir: Path | None = None):
+    """A registered data set by name, or an events file (CSV/TSV/JSONL/Parquet) with default columns."""
+    from lmrec.data.loaders import DATASETS, load_dataset
+
+    if name in DATASETS:
+        try:
+            return load_dataset(name, data_dir)
+        except FileNotFoundError as e:
+            raise fail(str(e)) from None
+    raise fail(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")

@@ -1,0 +1,200 @@
+"""Benchmark result files (JSON + markdown, the format in DESIGN.md), CLI tables and plots.
+
+Example:
+    >>> rows = [{"dataset": "toy", "split": "temporal-loo", "model": "popular", "params": {},
+    ...          "NDCG@10": 0.1, "NDCG@10_se": 0.01, "fit_s": 0.0}]
+    >>> print(rows_table(rows).splitlines()[0])
+    | dataset | split | model | params | NDCG@10 | fit_s |
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["MAIN_METRICS", "write_results", "read_results", "rows_table", "rich_table", "plot_metric",
+           "machine_description", "git_commit"]
+
+#: Columns shown in tables, in this order, when at least one row has them.
+MAIN_METRICS = ("NDCG@10", "HR@10", "MRR@10", "Recall@20", "Precision@10", "coverage@10", "ILD@10",
+                "novelty@10", "AUC", "p50_ms", "p99_ms", "req_per_s")
+ID_COLUMNS = ("dataset", "split", "model", "params")
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """Short hash of HEAD, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_description() -> str:
+    """E.g. "2 cores, no GPU" or "16 cores, GPU: NVIDIA H100"."""
+    cores = f"{os.cpu_count() or 1} cores"
+    # import torch only when it is installed: it is an optional, heavy dependency
+    if importlib.util.find_spec("torch") is not None:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return f"{cores}, GPU: {torch.cuda.get_device_name(0)}"
+        except Exception:  # a broken CUDA install must not stop a benchmark from writing results
+            pass
+    return f"{cores}, no GPU"
+
+
+def _jsonable(x: Any) -> Any:
+    """Numpy scalars / arrays and paths as plain JSON values."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None  # JSON has no NaN / inf
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_results(benchmark: str, rows: list[dict[str, Any]], command: str,
+                  out_dir: str | Path = "benchmarks/results") -> tuple[Path, Path]:
+    """Write `<benchmark>.json` (benchmark, command, git_commit, date, machine, rows) and
+    `<benchmark>.md` (a markdown table of the rows) to `out_dir`; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # the commit of the lmrec code that produced the numbers; the working directory's repo when
+    # lmrec is installed outside a checkout
+    commit = git_commit(Path(__file__).resolve().parent)
+    doc = {"benchmark": benchmark, "command": command, "git_commit": commit if commit != "unknown" else git_commit(),
+           "date": _dt.date.today().isoformat(), "machine": machine_description(), "rows": _jsonable(rows)}
+    json_path = out / f"{benchmark}.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    md = (f"# {benchmark}\n\n`{command}`\n\ncommit {doc['git_commit']}, {doc['date']}, {doc['machine']}\n\n"
+          f"{rows_table(rows)}\n")
+    md_path = out / f"{benchmark}.md"
+    md_path.write_text(md, encoding="utf-8")
+    return json_path, md_path
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Load a results JSON written by `write_results`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def format_params(params: Any) -> str:
+    """{'lam': 500, 'k': 100} -> 'lam=500, k=100'."""
+    if isinstance(params, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    return "" if params is None else str(params)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.4g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{float(v):.4f}".rstrip("0").rstrip(".")
+    return str(v)
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    present = {k for r in rows for k in r}
+    cols = [c for c in ID_COLUMNS if c in present]
+    cols += [m for m in MAIN_METRICS if m in present]
+    if "fit_s" in present:
+        cols.append("fit_s")
+    return cols
+
+
+def _cell(row: dict[str, Any], col: str) -> str:
+    if col == "params":
+        return format_params(row.get("params"))
+    v = row.get(col)
+    if v is None:
+        return "-"
+    if isinstance(v, (float, np.floating)):
+        text = f"{float(v):.2f}" if col == "fit_s" else f"{float(v):.4f}"
+        se = row.get(f"{col}_se")
+        return text + (f" ± {float(se):.4f}" if se is not None else "")
+    return str(v)
+
+
+def rows_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of result rows: ids, the main metrics (with ± se where known), fit_s."""
+    cols = _columns(rows)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r, c).replace("|", "\\|") for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def rich_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
+    """The same table as `rows_table`, as a rich Table for the terminal."""
+    from rich.table import Table
+
+    cols = _columns(rows)
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(c, justify="left" if c in ID_COLUMNS else "right")
+    for r in rows:
+        t.add_row(*(_cell(r, c) for c in cols))
+    return t
+
+
+def _value(row: dict[str, Any], key: str) -> Any:
+    """A row's value for `key`, looking in `params` too ("lam" or "params.lam")."""
+    if key in row:
+        return row[key]
+    params = row.get("params") or {}
+    return params.get(key.removeprefix("params."))
+
+
+def plot_metric(rows: Sequence[dict[str, Any]], x: str, y: str, out_png: str | Path, *,
+                group: str = "model", title: str | None = None, logx: bool = False) -> Path:
+    """Plot `y` against `x` for each `group` (one line per model by default) and save a PNG.
+
+    `x` / `y` are row keys (metrics, fit_s, ...) or parameter names. Rows missing either
+    value are left out.
+    """
+    # a bare Figure on the Agg canvas: no pyplot global state, no display needed, and the
+    # backend of an interactive session that calls this is left alone
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        xv, yv = _value(r, x), _value(r, y)
+        if xv is None or yv is None:
+            continue
+        groups.setdefault(str(r.get(group, "")), []).append((float(xv), float(yv)))
+    if not groups:
+        raise ValueError(f"no row has both {x!r} and {y!r}")
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for name, pts in groups.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title or f"{y} vs {x}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out

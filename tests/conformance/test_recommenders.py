@@ -1,0 +1,34 @@
+"""The Recommender contract applied to every built-in model, with small parameters."""
+
+from __future__ import annotations
+
+from lmrec.recall.ease import EASE
+from lmrec.recall.implicit_mf import ALS, BPR
+from lmrec.recall.itemknn import ItemKNN
+from lmrec.recall.popular import MostPopular
+from lmrec.testing.conformance import RecommenderConformance
+
+
+class TestMostPopular(RecommenderConformance):
+    model_factory = MostPopular
+    personalized = False  # the same list for everyone: beats random only through popularity
+
+
+class TestItemKNN(RecommenderConformance):
+    model_factory = staticmethod(lambda: ItemKNN(k=20, shrink=1.0))
+
+
+class TestItemKNNNormalized(RecommenderConformance):
+    model_factory = staticmethod(lambda: ItemKNN(k=10, normalize=True))
+
+
+class TestEASE(RecommenderConformance):
+    model_factory = staticmethod(lambda: EASE(lam=10.0))
+
+
+class TestALS(RecommenderConformance):
+    model_factory = staticmethod(lambda: ALS(factors=8, iterations=10, seed=3))
+
+
+class TestBPR(RecommenderConformance):
+    model_factory = staticmethod(lambda: BPR(factors=8, iterations=50, learning_rate=0.05, seed=3))
