@@ -17,8 +17,9 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from lmrec.recall.base import Recommender
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # name -> a Recommender subclass, a factory callable(**params), or a lazy "module:attr" path
-_REGISTRY: dict[str, Union[str, "type[Recommender]", "Factory"]] = {
+_REGISTRY: dict[str, str | type[Recommender] | Factory] = {
     "popular": "lmrec.recall.popular:MostPopular",
     "itemknn": "lmrec.recall.itemknn:ItemKNN",
     "ease": "lmrec.recall.ease:EASE",
@@ -39,14 +40,14 @@ _REGISTRY: dict[str, Union[str, "type[Recommender]", "Factory"]] = {
 
 def _product(**axes: list[Any]) -> list[dict[str, Any]]:
     keys = list(axes)
-    return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
 DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "popular": [{}],
     "itemknn": _product(k=[20, 50, 100, 200], shrink=[0.0, 10.0]),
     "ease": _product(lam=[50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]),
-    "als": _product(factors=[32, 64, 128], regularization=[0.01, 0.1], alpha=[1.0, 10.0]),
+    "als": _product(factors=[32, 64, 128], regularization=[0.01, 1.0], alpha=[1.0, 10.0]),
     "bpr": _product(factors=[32, 64, 128], learning_rate=[0.01, 0.05], regularization=[0.001, 0.01]),
 }
 """A small validation grid per model (at most 12 points each), used by `lmrec eval --tune`."""
@@ -56,7 +57,7 @@ class UnknownModelError(ValueError):
     """Raised for a model name that is not registered; the message lists the known names."""
 
 
-def register_model(name: str, model: Union[str, "type[Recommender]", "Factory"], *,
+def register_model(name: str, model: str | type[Recommender] | Factory, *,
                    grid: list[dict[str, Any]] | None = None, replace: bool = False) -> None:
     """Register a model under `name`.
 
@@ -107,7 +108,7 @@ def model_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_model(name: str) -> "type[Recommender] | Factory":
+def get_model(name: str) -> type[Recommender] | Factory:
     """The class (or factory) registered under `name`, importing it if needed."""
     try:
         entry = _REGISTRY[name]
@@ -120,7 +121,7 @@ def get_model(name: str) -> "type[Recommender] | Factory":
     return entry
 
 
-def create(name: str, params: dict[str, Any] | None = None) -> "Recommender":
+def create(name: str, params: dict[str, Any] | None = None) -> Recommender:
     """A new, unfitted model `name` with `params` (defaults for the rest).
 
     Unknown names raise UnknownModelError listing the known ones; a bad or unknown parameter
@@ -129,7 +130,7 @@ def create(name: str, params: dict[str, Any] | None = None) -> "Recommender":
     return get_model(name)(**dict(params or {}))
 
 
-def load_model(path: str | Path) -> "Recommender":
+def load_model(path: str | Path) -> Recommender:
     """Load a model saved with `Recommender.save`, whichever registered model it is."""
     cfg = json.loads((Path(path) / "config.json").read_text())
     cls = get_model(cfg["model"])

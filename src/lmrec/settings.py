@@ -6,7 +6,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource,
+)
 
 
 def _default_data_dir() -> Path:
@@ -24,6 +26,13 @@ class Settings(BaseSettings):
 
     data_dir: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "lmrec"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        # precedence: constructor arguments, LMREC_* environment variables, then lmrec.toml
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser() if self.data_dir else _default_data_dir()

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -112,7 +113,7 @@ class RecommenderConformance:
         recs = fitted.recommend(users, k=self.k)
         assert len(recs) == len(users)
         m = fitted.matrix
-        for u, c in zip(users, recs):
+        for u, c in zip(users, recs, strict=True):
             seen = set(m.indices[m.indptr[u]:m.indptr[u + 1]].tolist())
             assert len(c) == self.k
             assert len(set(c.items.tolist())) == self.k
@@ -187,7 +188,7 @@ def _recall_vs_random(model: Recommender, data: ConformanceData, k: int) -> tupl
     users = np.unique(data.test.user)
     recs = model.recommend(users, k=k)
     got, expected = [], []
-    for u, c in zip(users, recs):
+    for u, c in zip(users, recs, strict=True):
         seen = m.indices[m.indptr[u]:m.indptr[u + 1]]
         truth = np.setdiff1d(data.test.item[data.test.user == u], seen)
         if len(truth) == 0:
@@ -206,7 +207,7 @@ def _genre_share_vs_random(model: Recommender, data: ConformanceData, k: int) ->
     users = np.flatnonzero(np.diff(m.indptr) > 0)
     recs = model.recommend(users, k=k)
     got, expected = [], []
-    for u, c in zip(users, recs):
+    for u, c in zip(users, recs, strict=True):
         seen = m.indices[m.indptr[u]:m.indptr[u + 1]]
         names, counts = np.unique(genre[seen], return_counts=True)
         main = names[np.argmax(counts)]
