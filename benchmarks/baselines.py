@@ -27,6 +27,21 @@ MODELS = ["popular", "itemknn", "ease", "als", "bpr"]
 RESULTS = Path(__file__).parent / "results"
 
 
+def add_significance(rows: list[dict], results: list, metric: str = "NDCG@10") -> None:
+    """Paired bootstrap of every model against the best one of the same data set."""
+    from lmrec.eval.significance import compare
+
+    best = max(range(len(rows)), key=lambda i: rows[i][metric])
+    for row, res in zip(rows, results):
+        if row is rows[best]:
+            row["vs_best"] = "best"
+            continue
+        b = compare(res, results[best], metric)
+        row["vs_best"] = rows[best]["model"]
+        row[f"delta_{metric}"] = round(b.mean_diff, 5)
+        row["ci_low"], row["ci_high"] = round(b.ci_low, 5), round(b.ci_high, 5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", action="append", choices=DATASETS, help="repeatable; default: all")
@@ -49,7 +64,9 @@ def main() -> None:
         console.print(f"[bold]{name}[/]: {ds.n_users} users, {ds.n_items} items, {len(ds.interactions)} events "
                       f"(loaded in {time.perf_counter() - t0:.1f} s)")
         spec = [(m, {}, None if args.no_tune else DEFAULT_GRIDS.get(m)) for m in models]
-        new_rows = run_models(ds, None, spec)
+        results: list = []
+        new_rows = run_models(ds, None, spec, results=results)
+        add_significance(new_rows, results)
         console.print(rich_table(new_rows))
         rows.extend(new_rows)
         order = {d: i for i, d in enumerate(DATASETS)}

@@ -19,8 +19,9 @@ def _progress() -> Progress:
 
 
 def run_models(dataset, split_name: str | None, models: list[tuple[str, dict, dict | list | None]],
-               save_recs: Path | None = None, k: int = 10) -> list[dict]:
-    """Run each (name, params, grid) on one split with a progress bar; returns result rows."""
+               save_recs: Path | None = None, k: int = 10, results: list | None = None) -> list[dict]:
+    """Run each (name, params, grid) on one split with a progress bar; returns result rows.
+    When `results` is a list, each model's test EvalResult is appended to it."""
     from lmrec.eval.experiment import make_split, run_experiment
 
     split = make_split(dataset, split_name)
@@ -35,6 +36,8 @@ def run_models(dataset, split_name: str | None, models: list[tuple[str, dict, di
                                  on_point=lambda p, v, t=task: prog.advance(t))
             prog.advance(task)
             rows.append(res.row)
+            if results is not None:
+                results.append(res.test)
             if save_recs is not None:
                 res.test.save_recs(save_recs, dataset, k)
     return rows

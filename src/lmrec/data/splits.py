@@ -38,7 +38,7 @@ class Split:
             "test": len(self.test),
             "test_users": int(len(np.unique(self.test.user))),
             "candidates": None if self.candidates is None else int(len(self.candidates)),
-            **self.info,
+            **{k: v for k, v in self.info.items() if not isinstance(v, np.ndarray)},
         }
 
 
@@ -96,10 +96,10 @@ def given_split(dataset: Dataset, *, valid_fraction: float = 0.1, seed: int = 0)
     train, test = g["train"], g["test"]
     if "valid" in g:
         valid = g["valid"]
-        info = {"valid": "given"}
+        info = {"valid_source": "given"}
     else:
         train, valid = random_holdout(train, valid_fraction, seed=seed)
-        info = {"valid": f"random {valid_fraction:.0%} of train per user, seed {seed}"}
+        info = {"valid_source": f"random {valid_fraction:.0%} of train per user, seed {seed}"}
     return Split("given", dataset, train, valid, test, info=info)
 
 

@@ -114,10 +114,28 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     cols += [m for m in MAIN_METRICS if m in present]
     if "fit_s" in present:
         cols.append("fit_s")
+    if "ci_low" in present or "vs_best" in present:
+        cols.append(DELTA_COLUMN)
     return cols
 
 
+DELTA_COLUMN = "ΔNDCG@10 [95% CI]"
+
+
+def _delta_cell(row: dict[str, Any]) -> str:
+    """Paired-bootstrap difference against the reference run named in `vs` / `vs_best`."""
+    if row.get("vs_best") == "best":
+        return "best"
+    if "ci_low" not in row:
+        return "-"
+    ref = row.get("vs") or row.get("vs_best") or "ref"
+    d = row.get("delta_NDCG@10", 0.0)
+    return f"{d:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] vs {ref}"
+
+
 def _cell(row: dict[str, Any], col: str) -> str:
+    if col == DELTA_COLUMN:
+        return _delta_cell(row)
     if col == "params":
         return format_params(row.get("params"))
     v = row.get(col)
