@@ -1,0 +1,64 @@
+"""Copy the committed benchmark tables into README.md between the BENCHMARKS markers.
+
+    python benchmarks/update_readme.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lmrec.eval.report import rows_table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- BENCHMARKS:START -->", "<!-- BENCHMARKS:END -->"
+
+#: (result file, heading, note) in README order
+SECTIONS = [
+    ("baselines", "Classic baselines (full ranking, tuned on validation, refit on train + validation)",
+     "ΔNDCG@10 is the paired-bootstrap difference to the best model of the same data set (95% CI)."),
+    ("lm_recall", "Language-model recall channels and blends", ""),
+    ("search", "Product search (Home Depot) and Chinese relevance (QBQTC)", ""),
+    ("encoders", "Text encoders: throughput, latency, int8 quality", ""),
+    ("vector_index", "Vector index", ""),
+]
+
+
+def section(name: str, heading: str, note: str) -> str | None:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    md_path = RESULTS / f"{name}.md"
+    table = rows_table(data["rows"])
+    if md_path.exists():
+        # the benchmark's own markdown table is authoritative (it may have custom columns)
+        lines = md_path.read_text().splitlines()
+        body = [ln for ln in lines if ln.startswith("|")]
+        if body:
+            table = "\n".join(body)
+    out = [f"### {heading}", "", f"Reproduce: `{data['command']}` (commit {data.get('git_commit')}, "
+           f"{data.get('date')}, {data.get('machine')}).", ""]
+    if note:
+        out += [note, ""]
+    out += [table, ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    parts = [s for s in (section(*spec) for spec in SECTIONS) if s]
+    block = START + "\n" + "\n".join(parts) + END
+    if START in text:
+        a, b = text.index(START), text.index(END) + len(END)
+        text = text[:a] + block + text[b:]
+    else:
+        text = text.replace("BENCHMARK_TABLES", block)
+    readme.write_text(text)
+    print(f"README.md: {len(parts)} benchmark sections")
+
+
+if __name__ == "__main__":
+    main()
