@@ -68,3 +68,17 @@ def test_plot_metric(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no row has both"):
         plot_metric(rows, "fit_s", "NDCG@10", tmp_path / "x.png")
+
+
+def test_delta_column_shows_paired_ci_against_reference():
+    from lmrec.eval.report import DELTA_COLUMN, rows_table
+
+    rows = [
+        {"dataset": "d", "split": "s", "model": "ease", "params": {}, "NDCG@10": 0.05, "vs_best": "best"},
+        {"dataset": "d", "split": "s", "model": "popular", "params": {}, "NDCG@10": 0.02, "vs_best": "ease",
+         "delta_NDCG@10": -0.03, "ci_low": -0.04, "ci_high": -0.02},
+    ]
+    table = rows_table(rows)
+    assert DELTA_COLUMN in table.splitlines()[0]
+    assert "| best |" in table
+    assert "-0.0300 [-0.0400, -0.0200] vs ease" in table
