@@ -35,6 +35,10 @@ _REGISTRY: dict[str, str | type[Recommender] | Factory] = {
     "ease": "lmrec.recall.ease:EASE",
     "als": "lmrec.recall.implicit_mf:ALS",
     "bpr": "lmrec.recall.implicit_mf:BPR",
+    "lm-mean": "lmrec.recall.lm_user:LMMeanRecommender",
+    "lm-recency": "lmrec.recall.lm_user:LMRecencyRecommender",
+    "lm-multi": "lmrec.recall.lm_user:LMMultiRecommender",
+    "blend": "lmrec.recall.blend:BlendRecommender",
 }
 
 
@@ -49,6 +53,10 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "ease": _product(lam=[50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]),
     "als": _product(factors=[32, 64, 128], regularization=[0.01, 1.0], alpha=[1.0, 10.0]),
     "bpr": _product(factors=[32, 64, 128], learning_rate=[0.01, 0.05], regularization=[0.001, 0.01]),
+    "lm-mean": _product(rating_weight=[False, True]),
+    "lm-recency": _product(half_life=[2.0, 5.0, 10.0, 20.0], rating_weight=[False, True]),
+    "lm-multi": _product(n_interests=[2, 3, 5]),
+    "blend": _product(weight=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]),
 }
 """A small validation grid per model (at most 12 points each), used by `lmrec eval --tune`."""
 

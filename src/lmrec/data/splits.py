@@ -133,5 +133,7 @@ def cold_start_items(dataset: Dataset, *, test_fraction: float = 0.1, valid_frac
         "coldstart", dataset, train, valid, test, candidates=test_items,
         info={"test_cutoff": int(t_test), "valid_cutoff": int(t_valid),
               "new_items_test": int(len(test_items)), "new_items_valid": int(len(valid_items)),
-              "valid_candidates": valid_items},
+              "valid_candidates": valid_items,
+              # new items have no events: CF models score them all alike, so break ties at random
+              "tie_break": "random"},
     )

@@ -148,6 +148,8 @@ def evaluate(
     item_categories: Sequence[Sequence[str]] | sp.spmatrix | None = None,
     progress: bool = False,
     keep_recs: bool = True,
+    tie_break: str | None = None,
+    seed: int = 0,
 ) -> EvalResult:
     """Evaluate a fitted scorer on one stage of `split` with full ranking.
 
@@ -157,6 +159,11 @@ def evaluate(
     items per user, minus masked and non-candidate items; users left without truth are not
     evaluated. Metrics: HR, NDCG, MRR, Recall, Precision, coverage and novelty at each k, and
     ILD when `item_vectors` or `item_categories` is given.
+
+    `tie_break`: "index" (equal scores go to the lower item index) or "random" (a seeded
+    random order of items, so a model that cannot tell items apart, such as popularity on
+    never-seen items, gets chance-level results instead of whatever the id order gives).
+    Default: the split's `info["tie_break"]`, else "index".
     """
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] <= 0:
@@ -193,6 +200,14 @@ def evaluate(
 
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
     kmax = ks[-1]
+    tie_break = tie_break or split.info.get("tie_break", "index")
+    if tie_break == "random":
+        # rank the columns in a seeded random order: ties then fall to a random item
+        cols = np.random.default_rng(seed).permutation(cand if cand is not None else np.arange(n_items))
+    elif tie_break == "index":
+        cols = cand
+    else:
+        raise ValueError(f"tie_break must be 'index' or 'random', got {tie_break!r}")
     n_rankable = n_items if cand is None else len(cand)
     self_info = M.self_information(seen)
     cats = None
@@ -211,7 +226,7 @@ def evaluate(
     try:
         offset = 0
         for batch in batches:
-            r, s = _rank_batch(scorer, batch, seen, cand, n_items, kmax)
+            r, s = _rank_batch(scorer, batch, seen, cols, n_items, kmax)
             recs[offset:offset + len(batch)] = r
             rec_scores[offset:offset + len(batch)] = s
             values = M.ranking_metrics(r, truth[batch], ks)
@@ -265,7 +280,8 @@ def _rank_batch(scorer: Any, batch: np.ndarray, seen: sp.csr_matrix, cand: np.nd
     rows = np.repeat(np.arange(len(batch)), np.diff(sub.indptr))
     scores[rows, sub.indices] = -np.inf
     if cand is not None:
-        # rank only the candidate columns; they are sorted, so ties still go to the lower item index
+        # rank only these columns, in their order: sorted candidates keep ties on the lower item
+        # index, a permutation breaks them at random
         scores = scores[:, cand]
     top = topk_indices(scores, kmax)
     top_scores = np.take_along_axis(scores, top, axis=1)

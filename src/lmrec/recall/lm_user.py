@@ -1,0 +1,298 @@
+"""User-history language-model recommenders: items are text embeddings, a user is a vector
+(or a few interest vectors) built from the embeddings of the items in their history.
+
+Registered as "lm-mean", "lm-recency" and "lm-multi". Every item with text is scorable, so
+new (cold) items are recommended from the first moment; `update` folds in one event and
+`add_item` adds one item without refitting.
+
+Example:
+    >>> from lmrec.testing.toy import toy_dataset
+    >>> ds = toy_dataset()
+    >>> model = LMRecencyRecommender(encoder="fake", half_life=5).fit(ds.interactions, ds)
+    >>> [len(c) for c in model.recommend([0, 1], k=5)]
+    [5, 5]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from lmrec.data.dataset import Dataset, Interactions
+from lmrec.recall.base import ModelConfig, Recommender
+from lmrec.recall.item2item import dataset_item_vectors, recency_weights, resolve_encoder, spherical_kmeans
+from lmrec.text.base import normalize
+
+__all__ = ["LMUserConfig", "LMUserRecommender", "LMMeanRecommender", "LMRecencyRecommender",
+           "LMMultiRecommender", "recency_weights", "spherical_kmeans"]
+
+Mode = Literal["mean", "recency", "multi"]
+
+
+class LMUserConfig(ModelConfig):
+    """Parameters of the LM user-history models.
+
+    encoder: "minilm", "e5-small" or "fake". mode: "mean" (average of history vectors),
+    "recency" (exponentially decayed by position from the end, half-life `half_life` events,
+    times the rating when `rating_weight`), "multi" (spherical k-means into at most
+    `n_interests` interests; score = max over interests, or with `temperature` > 0 the soft
+    maximum tau * log sum_k share_k * exp(s_k / tau), share_k = the interest's share of events).
+    With `calibrate` each interest's similarities are z-scored over the catalog before the
+    maximum, so a tight interest does not crowd out the others.
+    """
+
+    encoder: str = "minilm"
+    mode: Mode = "mean"
+    half_life: float = Field(10.0, gt=0.0)
+    rating_weight: bool = False
+    n_interests: int = Field(3, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    calibrate: bool = True
+    kmeans_iters: int = Field(20, ge=1)
+    seed: int = 0
+
+
+class LMUserRecommender(Recommender):
+    """score(u, i) = <item vector i, user vector u> over the full catalog (see LMUserConfig).
+
+    User state is kept as running sums so `update` is O(dim) for "mean"/"recency": the
+    decayed weighted sum of history vectors and of weights. Users without history get the
+    popularity-weighted mean item vector of the training data.
+    """
+
+    name = "lm-user"
+    Config = LMUserConfig
+    config: LMUserConfig
+
+    item_vectors: np.ndarray  # (n_items, dim) normalised
+    fallback: np.ndarray  # (dim,) vector of users without history
+    sums: np.ndarray  # mean/recency: (n_users, dim); multi: (n_users, n_interests, dim)
+    weights: np.ndarray  # mean/recency: (n_users,) weight sums; multi: (n_users, n_interests) counts
+
+    # --- fitting ---------------------------------------------------------------------------
+    def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
+        self.item_vectors = dataset_item_vectors(dataset, self.config.encoder).copy()
+        counts = np.bincount(train.item, minlength=self.n_items).astype(np.float32)
+        self.fallback = normalize(counts @ self.item_vectors if counts.sum() else self.item_vectors.mean(axis=0))
+        s = train.sorted()
+        self._pending: list[tuple[int, int]] = []
+        self.hist_indptr = np.searchsorted(s.user, np.arange(self.n_users + 1)).astype(np.int64)
+        self.hist_items, self.hist_ts, self.hist_val = s.item.copy(), s.timestamp.copy(), s.value.copy()
+        self._alloc(self.n_users)
+        for u in np.flatnonzero(np.diff(self.hist_indptr)):
+            self._rebuild_user(int(u))
+
+    def _alloc(self, n_users: int) -> None:
+        dim = self.item_vectors.shape[1]
+        shape = (n_users, self.config.n_interests) if self.config.mode == "multi" else (n_users,)
+        self.sums = np.zeros(shape + (dim,), dtype=np.float64)
+        self.weights = np.zeros(shape, dtype=np.float64)
+
+    def _history(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a, b = self.hist_indptr[u], self.hist_indptr[u + 1]
+        return self.hist_items[a:b], self.hist_ts[a:b], self.hist_val[a:b]
+
+    def _event_weights(self, values: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        w = recency_weights(len(values), cfg.half_life) if cfg.mode == "recency" else np.ones(len(values))
+        return w * values if cfg.rating_weight else w
+
+    def _rebuild_user(self, u: int) -> None:
+        """Recompute user u's state from their stored history (in (timestamp, item) order)."""
+        items, _, values = self._history(u)
+        self.sums[u], self.weights[u] = 0.0, 0.0
+        if not len(items):
+            return
+        vecs = self.item_vectors[items].astype(np.float64)
+        if self.config.mode == "multi":
+            sums, labels = spherical_kmeans(vecs, self.config.n_interests, seed=self.config.seed + u,
+                                            iters=self.config.kmeans_iters)
+            self.sums[u, :len(sums)] = sums
+            self.weights[u, :len(sums)] = np.bincount(labels, minlength=len(sums))
+        else:
+            w = self._event_weights(values)
+            self.sums[u] = w @ vecs
+            self.weights[u] = w.sum()
+
+    # --- scoring ---------------------------------------------------------------------------
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), dim) normalised user vectors ("mean"/"recency" modes)."""
+        vecs = normalize(self.sums[users])
+        empty = self.weights[users] <= 0
+        vecs[empty] = self.fallback
+        return vecs
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        if self.config.mode != "multi":
+            return self.user_vectors(users) @ self.item_vectors.T
+        n, k, dim = len(users), self.config.n_interests, self.item_vectors.shape[1]
+        counts = self.weights[users]  # (n, k)
+        centers = normalize(self.sums[users].reshape(n * k, dim)).reshape(n, k, dim)
+        empty = counts.sum(axis=1) <= 0
+        centers[empty, 0], counts[empty, 0] = self.fallback, 1.0
+        sims = np.einsum("nkd,id->nki", centers, self.item_vectors)
+        if self.config.calibrate:
+            sims -= sims.mean(axis=2, keepdims=True)
+            sims /= np.maximum(sims.std(axis=2, keepdims=True), 1e-6)
+        sims[counts <= 0] = -np.inf
+        tau = self.config.temperature
+        if tau <= 0:
+            return sims.max(axis=1)
+        share = counts / counts.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            logits = sims / tau + np.log(share)[:, :, None]
+        top = logits.max(axis=1)
+        return tau * (top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))
+
+    def recommend(self, users: np.ndarray | list[int], k: int = 10, **kwargs: Any) -> list:
+        self._sync_matrix()
+        return super().recommend(users, k, **kwargs)
+
+    # --- online updates --------------------------------------------------------------------
+    def update(self, user: int, item: int, timestamp: int | None = None, value: float = 1.0) -> None:
+        """Fold in one new event of `user` (any index; new users grow the state). Without a
+        `timestamp` the event comes one second after the user's last one.
+
+        For "mean"/"recency" an event newer than the user's history costs O(dim) and gives
+        the same vector as refitting on the extended history; an older one rebuilds that
+        user. For "multi" the item joins its nearest interest (or opens a free one).
+        """
+        if not self.is_fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        if not 0 <= item < self.n_items:
+            raise IndexError(f"item index {item} out of range 0..{self.n_items - 1}; add_item() it first")
+        if user >= self.n_users:
+            self._grow_users(user + 1)
+        items, ts, _ = self._history(user)
+        last = int(ts[-1]) if len(ts) else None
+        timestamp = (last + 1 if last is not None else 0) if timestamp is None else int(timestamp)
+        in_order = last is None or (timestamp, item) >= (last, int(items[-1]))
+        pos = self.hist_indptr[user + 1] if in_order else \
+            self.hist_indptr[user] + int(np.searchsorted(ts * (self.n_items + 1) + items,
+                                                         timestamp * (self.n_items + 1) + item, side="right"))
+        self.hist_items = np.insert(self.hist_items, pos, item)
+        self.hist_ts = np.insert(self.hist_ts, pos, timestamp)
+        self.hist_val = np.insert(self.hist_val, pos, np.float32(value))
+        self.hist_indptr[user + 1:] += 1
+        self._pending.append((user, item))
+        vec = self.item_vectors[item].astype(np.float64)
+        cfg = self.config
+        if not in_order:
+            self._rebuild_user(user)
+        elif cfg.mode == "multi":
+            used = self.weights[user] > 0
+            if used.sum() < cfg.n_interests and not self._history_has(user, item):
+                j = int(np.argmin(used))
+            else:
+                j = int(np.argmax(np.where(used, normalize(self.sums[user]) @ vec, -np.inf)))
+            self.sums[user, j] += vec
+            self.weights[user, j] += 1.0
+        else:
+            decay = 2.0 ** (-1.0 / cfg.half_life) if cfg.mode == "recency" else 1.0
+            w = value if cfg.rating_weight else 1.0
+            self.sums[user] = self.sums[user] * decay + w * vec
+            self.weights[user] = self.weights[user] * decay + w
+
+    def _history_has(self, user: int, item: int) -> bool:
+        items = self._history(user)[0]
+        return bool(np.count_nonzero(items == item) > 1)
+
+    def add_item(self, item_index: int, text: str) -> None:
+        """Give item `item_index` (new or existing) the embedding of `text`; it can be
+        recommended at once. Indices beyond the catalog grow it."""
+        if not self.is_fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        vec = normalize(resolve_encoder(self.config.encoder).encode_items([text]))[0]
+        if item_index >= self.n_items:
+            grown = np.zeros((item_index + 1, self.item_vectors.shape[1]), dtype=np.float32)
+            grown[:self.n_items] = self.item_vectors
+            self.item_vectors = grown
+            self.n_items = item_index + 1
+            self._pending.append((-1, -1))  # the matrix must widen
+        self.item_vectors[item_index] = vec
+
+    def _grow_users(self, n_users: int) -> None:
+        sums, weights = self.sums, self.weights
+        self._alloc(n_users)
+        self.sums[:len(sums)], self.weights[:len(weights)] = sums, weights
+        self.hist_indptr = np.r_[self.hist_indptr, np.full(n_users - self.n_users, self.hist_indptr[-1])]
+        self.n_users = n_users
+        self._pending.append((-1, -1))
+
+    def _sync_matrix(self) -> None:
+        """Bring `self.matrix` (seen items) up to date with events and growth since fit."""
+        if not getattr(self, "_pending", None) or self.matrix is None:
+            return
+        m = sp.csr_matrix((np.ones(len(self.hist_items), dtype=np.float32),
+                           (np.repeat(np.arange(self.n_users), np.diff(self.hist_indptr)), self.hist_items)),
+                          shape=(self.n_users, self.n_items))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        m.sort_indices()
+        self.matrix, self._pending = m, []
+
+    # --- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        self._sync_matrix()
+        return {"item_vectors": self.item_vectors, "fallback": self.fallback, "sums": self.sums,
+                "weights": self.weights, "hist_indptr": self.hist_indptr, "hist_items": self.hist_items,
+                "hist_ts": self.hist_ts, "hist_val": self.hist_val}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        for key in ("item_vectors", "fallback", "sums", "weights", "hist_indptr", "hist_items",
+                    "hist_ts", "hist_val"):
+            setattr(self, key, state[key])
+        self._pending = []
+
+
+def _mode_config(mode: str, **defaults: Any) -> type[LMUserConfig]:
+    fields = {"mode": (Literal[mode], mode)}  # type: ignore[valid-type]
+    from pydantic import create_model
+
+    return create_model(f"LM{mode.title()}Config", __base__=LMUserConfig, **fields,
+                        **{k: (type(v), v) for k, v in defaults.items()})
+
+
+class LMMeanRecommender(LMUserRecommender):
+    """"lm-mean": the user is the mean of their history's item vectors."""
+
+    name = "lm-mean"
+    Config = _mode_config("mean")
+
+
+class LMRecencyRecommender(LMUserRecommender):
+    """"lm-recency": recent events weigh more (half-life `half_life` events)."""
+
+    name = "lm-recency"
+    Config = _mode_config("recency")
+
+
+class LMMultiRecommender(LMUserRecommender):
+    """"lm-multi": up to `n_interests` interest vectors per user; an item's score is its
+    best match."""
+
+    name = "lm-multi"
+    Config = _mode_config("multi")
+
+
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "lm-mean": [{"rating_weight": False}, {"rating_weight": True}],
+    "lm-recency": [{"half_life": h, "rating_weight": r} for h in (2.0, 5.0, 10.0, 20.0) for r in (False, True)],
+    "lm-multi": [{"n_interests": n} for n in (2, 3, 5)],
+}
+
+
+def _register() -> None:
+    from lmrec.component import DEFAULT_GRIDS, model_names, register_model
+
+    for name, cls in (("lm-mean", "LMMeanRecommender"), ("lm-recency", "LMRecencyRecommender"),
+                      ("lm-multi", "LMMultiRecommender")):
+        if name not in model_names():
+            register_model(name, f"lmrec.recall.lm_user:{cls}")
+        DEFAULT_GRIDS.setdefault(name, GRIDS[name])
+
+
+_register()
