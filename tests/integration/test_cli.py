@@ -96,3 +96,35 @@ def test_demo_on_generated_data(tmp_path, monkeypatch):
     assert "generated-demo" in res.output
     for name in ("popular", "ease", "bpr"):
         assert name in res.output
+
+
+@pytest.mark.shared_data("ml-100k")
+def test_search_bm25_and_hybrid_on_ml100k(shared_data_dir, monkeypatch):
+    from lmrec.cli import common
+
+    monkeypatch.setattr(common.console, "width", 250)
+    res = runner.invoke(app, ["search", "toy story", "-d", "ml-100k", "-r", "bm25", "--k", "3",
+                              "--data-dir", str(shared_data_dir)])
+    assert res.exit_code == 0, res.output
+    assert "Toy Story (1995)" in res.output.splitlines()[4]  # rank 1 row
+    res = runner.invoke(app, ["search", "toy story", "-d", "ml-100k", "-r", "hybrid", "-e", "fake",
+                              "--data-dir", str(shared_data_dir)])
+    assert res.exit_code == 0, res.output
+    assert "Toy Story" in res.output
+    res = runner.invoke(app, ["search", "x", "-d", "ml-100k", "-r", "nope", "--data-dir", str(shared_data_dir)])
+    assert res.exit_code == 1 and "unknown retriever" in res.output
+
+
+@pytest.mark.shared_data("ml-100k")
+def test_recommend_for_one_user(shared_data_dir, monkeypatch):
+    from lmrec.cli import common
+
+    monkeypatch.setattr(common.console, "width", 250)
+    res = runner.invoke(app, ["recommend", "-d", "ml-100k", "-u", "196", "-m", "popular", "--k", "3",
+                              "--data-dir", str(shared_data_dir)])
+    assert res.exit_code == 0, res.output
+    assert "popular recommendations for user 196" in res.output
+    assert "Star Wars (1977)" in res.output  # the most-rated movie; user 196 has not rated it
+    res = runner.invoke(app, ["recommend", "-d", "ml-100k", "-u", "no-such-user",
+                              "--data-dir", str(shared_data_dir)])
+    assert res.exit_code == 1 and "not in ml-100k" in res.output
