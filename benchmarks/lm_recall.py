@@ -8,8 +8,18 @@ validation NDCG@10, and tunes only its weight. Rows carry a paired bootstrap of 
 against the CF model ("vs", "delta_NDCG@10", "ci_low", "ci_high"). Writes
 benchmarks/results/lm_recall.json and .md after every data set.
 
-    python benchmarks/lm_recall.py                        # all data sets, MiniLM
-    python benchmarks/lm_recall.py --dataset ml-100k --encoder e5-small
+Cold start (ml-100k, ml-latest-small): only items first seen in the last 10% of the timeline
+are ranked. Popularity and EASE score every such item alike (no training events), so the
+evaluator breaks ties at random; their metrics are averaged over TIE_SEEDS tie-break seeds
+("tie_seeds"). LM rows carry "x_popular" (NDCG@10 / popular's) and a paired bootstrap vs
+popular (per-user values of popular averaged over the seeds).
+
+`--compare-encoders minilm-int8` adds lm-recency (tuned) with that encoder on the main split,
+with a paired bootstrap against lm-recency with `--encoder` (the quantisation cost).
+
+    python benchmarks/lm_recall.py                        # all data sets, MiniLM (+ int8 lm-recency)
+    python benchmarks/lm_recall.py --dataset ml-100k --encoder e5-small --compare-encoders ""
+    python benchmarks/lm_recall.py --dataset ml-100k --encoder fake --name smoke   # smoke run
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ import lmrec.recall.blend as blend_mod
 import lmrec.recall.lm_user  # noqa: F401  (registers the LM channels)
 from lmrec.component import DEFAULT_GRIDS
 from lmrec.data.loaders import load_dataset
-from lmrec.eval.experiment import ExperimentResult, make_split, run_experiment
+from lmrec.eval.evaluator import EvalResult, evaluate
+from lmrec.eval.experiment import ExperimentResult, item_categories, make_split, run_experiment
 from lmrec.eval.report import rich_table, write_results
 from lmrec.eval.significance import compare
 from lmrec.recall.item2item import dataset_item_vectors
@@ -36,6 +47,7 @@ DATASETS = ["ml-100k", "ml-latest-small", "amazon-scientific"]
 COLD = ["ml-100k", "ml-latest-small"]
 LM_MODELS = ["lm-mean", "lm-recency", "lm-multi"]
 CF_MODELS = ["popular", "itemknn", "ease", "als", "bpr"]
+TIE_SEEDS = 5  # tie-break seeds averaged for the cold-start rows of popular and EASE
 RESULTS = Path(__file__).parent / "results"
 console = Console()
 
@@ -73,9 +85,15 @@ def lm_channels(split: Any, encoder: str) -> tuple[list[dict], dict[str, Experim
     return [r.row for r in results.values()], results
 
 
-def main_split(ds: Any, encoder: str) -> list[dict]:
+def main_split(ds: Any, encoder: str, compare_encoders: list[str] = ()) -> list[dict]:
     split = make_split(ds)
     rows, lm = lm_channels(split, encoder)
+    for enc in compare_encoders:  # e.g. the int8 MiniLM: same model, other encoder
+        r = run("lm-recency", split, params={"encoder": enc}, grid=DEFAULT_GRIDS["lm-recency"])
+        r.row["encoder"] = enc
+        vs(r.row, r, lm["lm-recency"], f"lm-recency[{encoder}]")
+        r.row["note"] = f"encoder {enc}; bootstrap vs lm-recency with {encoder}"
+        rows.append(r.row)
     cf = best_cf(ds.name)
     if cf is None:
         tuned = run("ease", split, grid=DEFAULT_GRIDS["ease"])
@@ -108,12 +126,38 @@ def best_cf_params(dataset: str, model: str) -> dict[str, Any]:
     return dict(hit[0]["params"]) if hit else {}
 
 
+def average_ties(res: ExperimentResult, split: Any, seeds: int = TIE_SEEDS) -> ExperimentResult:
+    """Re-evaluate a fitted model with `seeds` tie-break seeds (0 is `res.test`) and replace
+    its row's metrics and `res.test`'s per-user values by the means over the seeds."""
+    cats = item_categories(split.dataset)
+    evs = [res.test] + [evaluate(res.model, split, stage="test", item_categories=cats, seed=s, keep_recs=False)
+                        for s in range(1, seeds)]
+    for e in evs[1:]:
+        assert (e.users == evs[0].users).all()
+    avg = EvalResult(metrics={m: float(sum(e.metrics[m] for e in evs) / len(evs)) for m in evs[0].metrics},
+                     per_user={m: sum(e.per_user[m] for e in evs) / len(evs) for m in evs[0].per_user},
+                     users=evs[0].users, info=evs[0].info)
+    keep = ("dataset", "split", "model", "params", "fit_s", "eval_s", "seeds")
+    row = avg.row(**{k: res.row[k] for k in keep if k in res.row})
+    row.update({k: v for k, v in res.row.items() if k not in row and k not in res.test.metrics
+                and not k.endswith("_se")})
+    row["tie_seeds"] = seeds
+    row["NDCG@10_by_tie_seed"] = [round(e.metrics["NDCG@10"], 5) for e in evs]
+    return ExperimentResult(row=row, test=avg, tuning=res.tuning, model=res.model)
+
+
 def cold_split(ds: Any, encoder: str) -> list[dict]:
-    """Items first seen in the last 10% of the timeline; only they are ranked. EASE gets the
-    ml main-split lambda (its scores of unseen items are all 0, so tuning is moot)."""
+    """Items first seen in the last 10% of the timeline; only they are ranked (ties broken at
+    random). Popular and EASE (tuned, though every grid point ties: the new items have no
+    training events, so EASE scores them all 0) are averaged over TIE_SEEDS tie orders."""
     split = make_split(ds, "coldstart")
-    pop = run("popular", split)
-    ease = run("ease", split, params=best_cf_params(ds.name, "ease") or {"lam": 500.0})
+    summary = split.summary()
+    pop = average_ties(run("popular", split), split)
+    pop.row.update({"new_items": summary["new_items_test"], "test_users": summary["test_users"],
+                    "test_events": summary["test"], "new_items_valid": summary["new_items_valid"],
+                    "tie_break": summary.get("tie_break", "index")})
+    ease = average_ties(run("ease", split, grid=DEFAULT_GRIDS["ease"]), split)
+    ease.row["note"] = "tuned on valid, but all grid points tie: new items have no training events (EASE scores 0)"
     rows, lm = lm_channels(split, encoder)
     for r in [ease, *lm.values()]:
         vs(r.row, r, pop, "popular")
@@ -121,14 +165,35 @@ def cold_split(ds: Any, encoder: str) -> list[dict]:
     return [pop.row, ease.row, *rows]
 
 
+def cold_notes(rows: list[dict]) -> str:
+    """Markdown notes on the cold-start splits (from the popular-coldstart rows)."""
+    pops = [r for r in rows if r["dataset"].endswith("-coldstart") and r["model"] == "popular"]
+    if not pops:
+        return ""
+    out = ["\n## Cold-start notes\n\n"]
+    for r in pops:
+        out.append(f"- {r['dataset']}: {r.get('new_items', '?')} new test items (the only candidates), "
+                   f"{r.get('test_users', '?')} test users, {r.get('test_events', '?')} test events; "
+                   f"validation ranks {r.get('new_items_valid', '?')} items new between the cutoffs. "
+                   f"Ties broken {r.get('tie_break', 'random')}ly; popular and ease are means over "
+                   f"{r.get('tie_seeds', 1)} tie-break seeds (NDCG@10 per seed: {r.get('NDCG@10_by_tie_seed')}).\n")
+    out.append("- x_popular = NDCG@10 / popular's NDCG@10; the bootstrap (vs, delta, ci) pairs each user's "
+               "value with popular's seed-averaged one.\n")
+    return "".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", action="append", choices=DATASETS, help="repeatable; default: all")
-    ap.add_argument("--encoder", default="minilm", help="minilm (default), e5-small, fake")
+    ap.add_argument("--encoder", default="minilm",
+                    help="encoder of the LM channels: minilm (default), minilm-int8, minilm-onnx, e5-small, fake")
+    ap.add_argument("--compare-encoders", default="minilm-int8",
+                    help="comma list of extra encoders for an lm-recency row on the main split ('' = none)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start split")
-    ap.add_argument("--name", default="lm_recall")
+    ap.add_argument("--name", default="lm_recall", help="results file stem (benchmarks/results/NAME.json/.md)")
     args = ap.parse_args()
     datasets = args.dataset or DATASETS
+    extra_encs = [e for e in args.compare_encoders.split(",") if e and e != args.encoder]
     out_json = RESULTS / f"{args.name}.json"
     rows: list[dict] = []
     if out_json.exists() and args.dataset:
@@ -137,19 +202,24 @@ def main() -> None:
     for name in datasets:
         t0 = time.perf_counter()
         ds = load_dataset(name)
-        dataset_item_vectors(ds, args.encoder, progress=False)
+        for enc in [args.encoder, *extra_encs]:
+            dataset_item_vectors(ds, enc, progress=True)
         console.print(f"[bold]{name}[/]: {ds.n_users} users, {ds.n_items} items "
                       f"(loaded and encoded in {time.perf_counter() - t0:.0f} s)")
-        parts = [main_split(ds, args.encoder)]
+        parts = [main_split(ds, args.encoder, extra_encs)]
         if name in COLD and not args.no_cold:
             parts.append(cold_split(ds, args.encoder))
         for new in parts:
             for r in new:
                 if r["model"].startswith(("lm-", "blend")):
-                    r["encoder"] = args.encoder
+                    r.setdefault("encoder", args.encoder)
             console.print(rich_table(new))
             rows.extend(new)
-            write_results(args.name, rows, command="python " + " ".join(sys.argv), out_dir=RESULTS)
+            _, md = write_results(args.name, rows, command="python " + " ".join(sys.argv), out_dir=RESULTS)
+            notes = cold_notes(rows)
+            if notes:
+                with md.open("a", encoding="utf-8") as f:
+                    f.write(notes)
     console.print(f"wrote {out_json}")
 
 

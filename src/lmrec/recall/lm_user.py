@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.recall.base import ModelConfig, Recommender
-from lmrec.recall.item2item import dataset_item_vectors, recency_weights, resolve_encoder, spherical_kmeans
+from lmrec.recall.item2item import (batched_spherical_kmeans, check_encoder_name, dataset_item_vectors,
+                                    recency_weights, resolve_encoder, spherical_kmeans)
 from lmrec.text.base import normalize
 
 __all__ = ["LMUserConfig", "LMUserRecommender", "LMMeanRecommender", "LMRecencyRecommender",
@@ -35,7 +36,8 @@ Mode = Literal["mean", "recency", "multi"]
 class LMUserConfig(ModelConfig):
     """Parameters of the LM user-history models.
 
-    encoder: "minilm", "e5-small" or "fake". mode: "mean" (average of history vectors),
+    encoder: a `lmrec.text.registry` name ("minilm", "minilm-int8", "minilm-onnx", "e5-small",
+    "fake"; real encoders go through the on-disk embedding cache). mode: "mean" (average of history vectors),
     "recency" (exponentially decayed by position from the end, half-life `half_life` events,
     times the rating when `rating_weight`), "multi" (spherical k-means into at most
     `n_interests` interests; score = max over interests, or with `temperature` > 0 the soft
@@ -53,6 +55,11 @@ class LMUserConfig(ModelConfig):
     calibrate: bool = True
     kmeans_iters: int = Field(20, ge=1)
     seed: int = 0
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        return check_encoder_name(v)
 
 
 class LMUserRecommender(Recommender):
@@ -82,8 +89,33 @@ class LMUserRecommender(Recommender):
         self.hist_indptr = np.searchsorted(s.user, np.arange(self.n_users + 1)).astype(np.int64)
         self.hist_items, self.hist_ts, self.hist_val = s.item.copy(), s.timestamp.copy(), s.value.copy()
         self._alloc(self.n_users)
-        for u in np.flatnonzero(np.diff(self.hist_indptr)):
-            self._rebuild_user(int(u))
+        self._rebuild_all()
+
+    def _rebuild_all(self) -> None:
+        """Every user's state from the stored histories at once (what `_rebuild_user` does for
+        one user): one sparse product for "mean"/"recency", batched k-means for "multi"."""
+        cfg, indptr = self.config, self.hist_indptr
+        lengths = np.diff(indptr)
+        if not len(self.hist_items):
+            return
+        if cfg.mode == "multi":
+            sums, labels = batched_spherical_kmeans(self.item_vectors, indptr, cfg.n_interests, index=self.hist_items,
+                                                    seeds=cfg.seed + np.arange(self.n_users),
+                                                    iters=cfg.kmeans_iters)
+            self.sums[:] = sums
+            owner = np.repeat(np.arange(self.n_users), lengths)
+            self.weights[:] = np.bincount(owner * cfg.n_interests + labels,
+                                          minlength=self.n_users * cfg.n_interests).reshape(self.weights.shape)
+            return
+        owner = np.repeat(np.arange(self.n_users), lengths)
+        w = np.ones(len(self.hist_items))
+        if cfg.mode == "recency":  # events after this one in the user's history
+            w = np.power(2.0, -(indptr[owner + 1] - 1 - np.arange(len(owner))) / cfg.half_life)
+        if cfg.rating_weight:
+            w = w * self.hist_val
+        m = sp.csr_matrix((w, (owner, self.hist_items)), shape=(self.n_users, self.n_items))
+        self.sums[:] = m @ self.item_vectors.astype(np.float64)
+        self.weights[:] = np.bincount(owner, weights=w, minlength=self.n_users)
 
     def _alloc(self, n_users: int) -> None:
         dim = self.item_vectors.shape[1]
@@ -109,7 +141,7 @@ class LMUserRecommender(Recommender):
         vecs = self.item_vectors[items].astype(np.float64)
         if self.config.mode == "multi":
             sums, labels = spherical_kmeans(vecs, self.config.n_interests, seed=self.config.seed + u,
-                                            iters=self.config.kmeans_iters)
+                                            iters=self.config.kmeans_iters)  # as _rebuild_all does
             self.sums[u, :len(sums)] = sums
             self.weights[u, :len(sums)] = np.bincount(labels, minlength=len(sums))
         else:

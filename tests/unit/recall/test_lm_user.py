@@ -135,3 +135,41 @@ def test_blend_normalisation_and_weight_zero() -> None:
     cf_only.fit(ds.interactions, ds)
     ease = create("ease", {"lam": 10.0}).fit(ds.interactions, ds)
     np.testing.assert_allclose(cf_only.score([0, 1]), normalise_scores(ease.score([0, 1])), atol=1e-6)
+
+
+def test_batched_kmeans_equals_one_user_version() -> None:
+    from lmrec.recall.item2item import batched_spherical_kmeans
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(0, 40, size=25)  # includes empty users
+    indptr = np.r_[0, np.cumsum(lengths)]
+    x = rng.normal(size=(indptr[-1], 8)).astype(np.float32)
+    sums, labels = batched_spherical_kmeans(x, indptr, 3, seeds=np.arange(25) + 11, max_floats=64 * 8)
+    for u in range(25):
+        a, b = indptr[u], indptr[u + 1]
+        if a == b:
+            assert not sums[u].any()
+            continue
+        s1, l1 = spherical_kmeans(x[a:b], 3, seed=11 + u)
+        np.testing.assert_array_equal(labels[a:b], l1)
+        np.testing.assert_allclose(sums[u, :len(s1)], s1, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,params", [(LMMeanRecommender, {"rating_weight": True}),
+                                        (LMRecencyRecommender, {"half_life": 3.0, "rating_weight": True}),
+                                        (LMMultiRecommender, {"n_interests": 3})])
+def test_vectorised_fit_equals_per_user_rebuild(cls: type[LMUserRecommender], params: dict) -> None:
+    ds = toy_dataset()
+    model = cls(encoder="fake", **params).fit(ds.interactions, ds)
+    sums, weights = model.sums.copy(), model.weights.copy()
+    for u in range(model.n_users):
+        model._rebuild_user(u)
+    np.testing.assert_allclose(model.sums, sums, atol=1e-5)
+    np.testing.assert_allclose(model.weights, weights, atol=1e-9)
+
+
+def test_encoder_names() -> None:
+    for name in ("minilm", "minilm-int8", "e5-small", "fake", "fake-32"):
+        assert LMRecencyRecommender(encoder=name).params["encoder"] == name  # validated, nothing loaded
+    with pytest.raises(Exception, match="unknown encoder"):
+        LMRecencyRecommender(encoder="minilm-int4")
