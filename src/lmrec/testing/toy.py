@@ -42,3 +42,21 @@ def demo_dataset(seed: int = 0) -> Dataset:
     """A generated data set big enough for the offline demo to show differences between
     models (600 users, 300 items, 25 events each)."""
     return toy_dataset(n_users=600, n_items=300, events_per_user=25, seed=seed, name="generated-demo")
+
+
+def cold_start_dataset() -> Dataset:
+    """20 users on items 1..10 early in the timeline, then 10 events on two new items
+    (11, 12) at the very end: a cold-start split's new items are exactly those two."""
+    from lmrec.data.dataset import build_dataset
+
+    users, items, ts = [], [], []
+    for u in range(20):
+        for j in range(8):
+            users.append(u)
+            items.append((u + j) % 10)
+            ts.append(u * 10 + j)
+    for u in range(10):
+        users.append(u)
+        items.append(10 + u % 2)
+        ts.append(1000 + u)
+    return build_dataset("cold", users, items, ts)

@@ -5,6 +5,7 @@ import pytest
 
 from lmrec.data.dataset import Dataset, IdMap, Interactions, ItemTable, build_dataset
 from lmrec.data.splits import cold_start_items, given_split, random_holdout, temporal_leave_one_out
+from lmrec.testing.toy import cold_start_dataset
 from lmrec.types import Candidates, EventKind, topk_indices
 
 
@@ -91,14 +92,7 @@ def test_given_split_without_valid_carves_one_from_train():
 
 
 def test_cold_start_split_removes_new_items_from_training():
-    # items 0..9 appear early; items 10..11 first appear at the end of the timeline
-    users, items, ts = [], [], []
-    for u in range(20):
-        for j in range(8):
-            users.append(u); items.append((u + j) % 10); ts.append(u * 10 + j)
-    for u in range(10):
-        users.append(u); items.append(10 + u % 2); ts.append(1000 + u)
-    ds = build_dataset("c", users, items, ts)
+    ds = cold_start_dataset()
     s = cold_start_items(ds, test_fraction=0.05, valid_fraction=0.05)
     new = set(ds.items.to_ids(s.candidates))
     assert new and new <= {"10", "11"}

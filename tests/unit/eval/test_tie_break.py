@@ -44,14 +44,8 @@ def test_random_ties_do_not_change_a_strict_ranking():
 
 
 def test_cold_start_split_asks_for_random_ties():
-    from lmrec.data.dataset import build_dataset
     from lmrec.data.splits import cold_start_items
+    from lmrec.testing.toy import cold_start_dataset
 
-    users, items, ts = [], [], []
-    for u in range(20):
-        for j in range(8):
-            users.append(u); items.append((u + j) % 10); ts.append(u * 10 + j)
-    for u in range(10):
-        users.append(u); items.append(10 + u % 2); ts.append(1000 + u)
-    split = cold_start_items(build_dataset("c", users, items, ts), test_fraction=0.05, valid_fraction=0.05)
+    split = cold_start_items(cold_start_dataset(), test_fraction=0.05, valid_fraction=0.05)
     assert split.info["tie_break"] == "random"
