@@ -112,7 +112,7 @@ def main_split(ds: Any, encoder: str, compare_encoders: list[str] = ()) -> list[
     for name, params, ref in pairs:
         bparams = {"cf": name, "cf_params": params, "lm": best_lm, "lm_params": lm[best_lm].row["params"]}
         b = run("blend", split, params=bparams, grid=DEFAULT_GRIDS["blend"])
-        b.row["model"] = f"blend({name}+{best_lm})"
+        b.row["label"] = f"blend({name}+{best_lm})"  # the model name stays "blend", which lmrec eval accepts
         vs(b.row, b, ref, name)
         rows.append(b.row)
         blend_mod.clear_member_cache()
@@ -221,6 +221,11 @@ def main() -> None:
             default_args = args.encoder == "minilm" and args.compare_encoders == "minilm-int8" and not args.no_cold
             command = ("python benchmarks/lm_recall.py" if complete and default_args
                        else "python " + " ".join(sys.argv))
+            for r in rows:  # the CLI command that re-runs exactly this row (tuned parameters fixed)
+                d = r["dataset"].removesuffix("-coldstart")
+                split_opt = " --split coldstart" if r["dataset"].endswith("-coldstart") else ""
+                r["reproduce"] = (f"lmrec eval --dataset {d}{split_opt} --model {r['model']} "
+                                  f"--params '{json.dumps(r['params'], sort_keys=True)}'")
             _, md = write_results(args.name, rows, command=command, out_dir=RESULTS)
             notes = cold_notes(rows)
             if notes:
