@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,8 +43,6 @@ def get_settings() -> Settings:
 
 
 def data_dir() -> Path:
-    """The data directory: LMREC_DATA_DIR, else ../shared/data when it exists."""
-    env = os.environ.get("LMREC_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    return get_settings().resolved_data_dir()
+    """The data directory: LMREC_DATA_DIR (or `data_dir` in lmrec.toml), else ../shared/data
+    when it exists. Read afresh on each call, so a changed environment takes effect."""
+    return Settings().resolved_data_dir()

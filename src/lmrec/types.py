@@ -3,8 +3,11 @@ between recall, rank and rerank."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -112,17 +115,22 @@ def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
         return np.zeros((scores.shape[0], 0), dtype=np.int64)
     if k < n_cols:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        # argpartition does not guarantee which of several tied items at the boundary it keeps;
-        # fix that by including every item whose score equals the k-th score, then sorting.
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
-        out = np.empty((scores.shape[0], k), dtype=np.int64)
-        for r in range(scores.shape[0]):
+        vals = np.take_along_axis(scores, part, axis=1)
+        # order each row's k items by (score desc, index asc)
+        out = np.take_along_axis(part, np.lexsort((part, -vals), axis=1), axis=1).astype(np.int64)
+        # argpartition does not say which of several items tied with the k-th score it keeps:
+        # only rows with more such ties than places left need the ties settled by lower index
+        kth = vals.min(axis=1)
+        n_at_least = (scores >= kth[:, None]).sum(axis=1)
+        for r in np.flatnonzero(n_at_least > k):
             row = scores[r]
-            above = np.flatnonzero(row > kth[r])
-            ties = np.flatnonzero(row == kth[r])
-            cand = np.concatenate([above, ties])
-            order = np.lexsort((cand, -row[cand]))
-            out[r] = cand[order[:k]]
+            cand = np.concatenate([np.flatnonzero(row > kth[r]), np.flatnonzero(row == kth[r])])
+            out[r] = cand[np.lexsort((cand, -row[cand]))[:k]]
         return out
     order = np.lexsort((np.broadcast_to(np.arange(n_cols), scores.shape), -scores), axis=1)
     return order[:, :k].astype(np.int64)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short, stable hash of a JSON-able config; saved artifacts (models, indexes) carry it."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

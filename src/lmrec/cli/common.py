@@ -44,8 +44,8 @@ def parse_params(text: str | None) -> dict[str, Any]:
     return out
 
 
-def load_named_or_file(name: str, data_dir: Path | None = None):
-    """A registered data set by name, or an events file (CSV/TSV/JSONL/Parquet) with default columns."""
+def load_named_dataset(name: str, data_dir: Path | None = None):
+    """A registered interaction data set by name; a missing folder or unknown name is a CLI error."""
     from lmrec.data.loaders import DATASETS, load_dataset
 
     if name in DATASETS:

@@ -64,8 +64,7 @@ def info(
     if DATASETS[name].kind == "interactions":
         from lmrec.eval.experiment import make_split
 
-        summary["default_split"] = {k: v for k, v in make_split(obj).summary().items()
-                                    if not hasattr(v, "__len__") or isinstance(v, str)}
+        summary["default_split"] = make_split(obj).summary()
     t = Table(title=name, show_header=False)
     for k, v in summary.items():
         t.add_row(str(k), json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v))

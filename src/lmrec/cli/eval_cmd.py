@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lmrec.cli.common import console, fail, load_named_or_file, parse_params
+from lmrec.cli.common import console, fail, load_named_dataset, parse_params
 
 
 def _progress() -> Progress:
@@ -22,15 +22,14 @@ def run_models(dataset, split_name: str | None, models: list[tuple[str, dict, di
                save_recs: Path | None = None, k: int = 10, results: list | None = None) -> list[dict]:
     """Run each (name, params, grid) on one split with a progress bar; returns result rows.
     When `results` is a list, each model's test EvalResult is appended to it."""
-    from lmrec.eval.experiment import make_split, run_experiment
+    from lmrec.eval.experiment import grid_points, make_split, run_experiment
 
     split = make_split(dataset, split_name)
     rows = []
     with _progress() as prog:
         for name, params, grid in models:
-            from lmrec.eval.experiment import grid_points
-
-            n_points = len(grid_points(grid)) if grid else 0
+            points = len(grid_points(grid))
+            n_points = points if points > 1 else 0  # run_experiment tunes only with 2+ points
             task = prog.add_task(f"{dataset.name} / {name}", total=n_points + 1)
             res = run_experiment(name, split, params=params, grid=grid,
                                  on_point=lambda p, v, t=task: prog.advance(t))
@@ -65,7 +64,7 @@ def eval_command(
         create(model, fixed)  # validate parameters before loading data
     except Exception as e:  # pydantic's message names the bad field
         raise fail(f"bad --params for {model}: {e}") from None
-    ds = load_named_or_file(dataset, data_dir)
+    ds = load_named_dataset(dataset, data_dir)
     grid = None
     if tune:
         # drop the parameters fixed on the command line from the grid, keeping points unique
@@ -123,7 +122,7 @@ def demo_command(
             console.print("[yellow]ml-100k not found in the data directory; using a generated data set "
                           "(run `lmrec data download ml-100k` for MovieLens)[/]")
     if ds is None:
-        ds = demo_dataset() if dataset == "auto" else load_named_or_file(dataset, data_dir)
+        ds = demo_dataset() if dataset == "auto" else load_named_dataset(dataset, data_dir)
     console.print(f"[bold]{ds.name}[/]: {ds.n_users} users, {ds.n_items} items, {len(ds.interactions)} events; "
                   "temporal leave-one-out, full ranking")
     models = [("popular", {}, None), ("itemknn", {"k": 100}, None), ("ease", {"lam": 500.0}, None),

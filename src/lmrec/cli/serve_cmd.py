@@ -90,7 +90,7 @@ def recommend_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
 ) -> None:
     """Fit a model on all of a data set's events and recommend for one user (seen items excluded)."""
-    from lmrec.cli.common import load_named_or_file
+    from lmrec.cli.common import load_named_dataset
     from lmrec.component import create, model_names
 
     if model not in model_names():
@@ -99,7 +99,7 @@ def recommend_command(
         m = create(model, parse_params(params))
     except Exception as e:
         raise fail(f"bad --params for {model}: {e}") from None
-    ds = load_named_or_file(dataset, data_dir)
+    ds = load_named_dataset(dataset, data_dir)
     if user not in ds.users:
         raise fail(f"user {user!r} is not in {dataset} (ids look like {', '.join(ds.users.ids[:3])}, ...)")
     u = ds.users.index(user)

@@ -9,6 +9,7 @@ A `Split` holds three interaction sets over the same id maps. Models are tuned b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,9 @@ class Split:
     candidates: np.ndarray | None = None  # item indices that may be recommended; None = whole catalog
     info: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def train_valid(self) -> Interactions:
+        """train + valid (computed once: the parts are not changed after the split is made)."""
         return Interactions.concat([self.train, self.valid])
 
     def summary(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.types import Candidates
+from lmrec.types import Candidates, config_hash
 
 
 class ModelConfig(BaseModel):
@@ -106,7 +106,7 @@ class Recommender(ABC):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         cfg = {"model": self.name, "params": self.params, "n_users": self.n_users, "n_items": self.n_items}
-        cfg["config_hash"] = _hash(cfg)
+        cfg["config_hash"] = config_hash(cfg)
         (path / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
         state = self._state()
         if self.matrix is not None:
@@ -143,11 +143,6 @@ class Recommender(ABC):
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         pass
 
-
-def _hash(obj: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _csr_state(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.recall.base import ModelConfig, Recommender
+from lmrec.recall.normalise import normalise
 
 __all__ = ["BlendConfig", "BlendRecommender", "normalise_scores"]
 
@@ -37,23 +38,13 @@ _MEMBERS_MAX = 4
 
 
 def normalise_scores(scores: np.ndarray, how: str = "zscore") -> np.ndarray:
-    """Per-row normalisation of a (n_users, n_items) score matrix: "zscore" (mean 0, std 1)
-    or "minmax" ([0, 1]); constant rows become 0.
+    """Per-row normalisation of a (n_users, n_items) score matrix (`lmrec.recall.normalise`):
+    "zscore" (mean 0, std 1) or "minmax" ([0, 1]); constant rows become 0. float32.
 
     >>> normalise_scores(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]), "minmax").tolist()
     [[0.0, 0.5, 1.0], [0.0, 0.0, 0.0]]
     """
-    s = np.asarray(scores, dtype=np.float64)
-    if how == "zscore":
-        centre, scale = s.mean(axis=1, keepdims=True), s.std(axis=1, keepdims=True)
-    elif how == "minmax":
-        centre = s.min(axis=1, keepdims=True)
-        scale = s.max(axis=1, keepdims=True) - centre
-    else:
-        raise ValueError(f"normalisation must be 'zscore' or 'minmax', got {how!r}")
-    out = np.zeros_like(s)
-    np.divide(s - centre, scale, out=out, where=scale > 1e-12)
-    return out.astype(np.float32)
+    return normalise(scores, how).astype(np.float32)  # type: ignore[arg-type]
 
 
 class BlendConfig(ModelConfig):

@@ -16,6 +16,7 @@ from typing import Literal, Self, Sequence
 
 import numpy as np
 
+from lmrec.recall.normalise import normalise
 from lmrec.recall.search import Retriever
 from lmrec.types import Candidates
 
@@ -28,19 +29,6 @@ def rrf_scores(ranks: np.ndarray, k_rrf: float = 60.0) -> np.ndarray:
     r = np.nan_to_num(np.asarray(ranks, np.float64), nan=0.0)
     return np.where(r > 0, 1.0 / (k_rrf + np.where(r > 0, r, 1.0)), 0.0).sum(axis=1)
 
-
-def normalise(x: np.ndarray, how: Literal["minmax", "zscore"] = "minmax") -> np.ndarray:
-    """Per-query normalisation of one channel's scores (a constant vector maps to zeros)."""
-    x = np.asarray(x, np.float64)
-    if not len(x):
-        return x
-    if how == "minmax":
-        lo, hi = x.min(), x.max()
-        return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-    if how == "zscore":
-        sd = x.std()
-        return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
-    raise ValueError(f"normalisation must be 'minmax' or 'zscore', got {how!r}")
 
 
 class HybridRetriever(Retriever):

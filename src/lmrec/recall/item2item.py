@@ -18,48 +18,31 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any, Sequence
 
 import numpy as np
 
 from lmrec.data.dataset import Dataset
-from lmrec.text.base import FakeEncoder, TextEncoder, normalize
+from lmrec.text.base import TextEncoder, normalize
 from lmrec.types import Candidates, topk_indices
 
-__all__ = ["ENCODERS", "check_encoder_name", "resolve_encoder", "dataset_item_texts", "encode_texts_cached",
+__all__ = ["resolve_encoder", "dataset_item_texts", "encode_texts_cached",
            "dataset_item_vectors", "recency_weights", "spherical_kmeans", "batched_spherical_kmeans",
            "TextItemSimilarity"]
 
-#: encoder names the LM channels accept (see lmrec.text.registry.ENCODERS); also "fake-DIM"
-#: (a FakeEncoder of that dimension) and "st:<path>" (any sentence-transformers folder)
-ENCODERS = ("minilm", "minilm-int8", "minilm-onnx", "e5-small", "fake")
-
 _ENCODERS: dict[str, TextEncoder] = {}  # loaded encoders, one per name and process
 _VECTORS: dict[tuple[str, str], np.ndarray] = {}  # item vectors by (encoder name, texts hash)
-_FAKE_DIM = re.compile(r"^fake-(\d+)$")
-
-
-def check_encoder_name(name: str) -> str:
-    """`name` if the LM channels can use it, else ValueError listing the known names."""
-    if name in ENCODERS or _FAKE_DIM.match(name) or (name.startswith("st:") and len(name) > 3):
-        return name
-    raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}, fake-DIM, st:<path>")
 
 
 def resolve_encoder(name: str) -> TextEncoder:
-    """The text encoder called `name`, loaded once per process: the registry's encoder
-    wrapped in its on-disk `CachedEncoder`; fake encoders ("fake", "fake-DIM") stay
-    uncached (their vectors are never written to disk)."""
+    """The registry's encoder called `name`, loaded once per process and wrapped in its
+    on-disk `CachedEncoder`; fake encoders ("fake", "fake-DIM") stay uncached (their vectors
+    are never written to disk)."""
     if name not in _ENCODERS:
-        check_encoder_name(name)
-        from lmrec.text.registry import get_encoder
+        from lmrec.text.registry import check_encoder_name, get_encoder
 
-        m = _FAKE_DIM.match(name)
-        if m:
-            _ENCODERS[name] = FakeEncoder(dim=int(m.group(1)))
-        else:
-            _ENCODERS[name] = get_encoder(name, cache=name != "fake")
+        check_encoder_name(name)
+        _ENCODERS[name] = get_encoder(name, cache=not name.startswith("fake"))
     return _ENCODERS[name]
 
 

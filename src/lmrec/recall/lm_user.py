@@ -23,9 +23,10 @@ from pydantic import Field, field_validator
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.recall.base import ModelConfig, Recommender
-from lmrec.recall.item2item import (batched_spherical_kmeans, check_encoder_name, dataset_item_vectors,
+from lmrec.recall.item2item import (batched_spherical_kmeans, dataset_item_vectors,
                                     recency_weights, resolve_encoder, spherical_kmeans)
 from lmrec.text.base import normalize
+from lmrec.text.registry import check_encoder_name
 
 __all__ = ["LMUserConfig", "LMUserRecommender", "LMMeanRecommender", "LMRecencyRecommender",
            "LMMultiRecommender", "recency_weights", "spherical_kmeans"]
@@ -98,16 +99,15 @@ class LMUserRecommender(Recommender):
         lengths = np.diff(indptr)
         if not len(self.hist_items):
             return
+        owner = np.repeat(np.arange(self.n_users), lengths)  # the user of each history event
         if cfg.mode == "multi":
             sums, labels = batched_spherical_kmeans(self.item_vectors, indptr, cfg.n_interests, index=self.hist_items,
                                                     seeds=cfg.seed + np.arange(self.n_users),
                                                     iters=cfg.kmeans_iters)
             self.sums[:] = sums
-            owner = np.repeat(np.arange(self.n_users), lengths)
             self.weights[:] = np.bincount(owner * cfg.n_interests + labels,
                                           minlength=self.n_users * cfg.n_interests).reshape(self.weights.shape)
             return
-        owner = np.repeat(np.arange(self.n_users), lengths)
         w = np.ones(len(self.hist_items))
         if cfg.mode == "recency":  # events after this one in the user's history
             w = np.power(2.0, -(indptr[owner + 1] - 1 - np.arange(len(owner))) / cfg.half_life)
@@ -258,12 +258,8 @@ class LMUserRecommender(Recommender):
         """Bring `self.matrix` (seen items) up to date with events and growth since fit."""
         if not getattr(self, "_pending", None) or self.matrix is None:
             return
-        m = sp.csr_matrix((np.ones(len(self.hist_items), dtype=np.float32),
-                           (np.repeat(np.arange(self.n_users), np.diff(self.hist_indptr)), self.hist_items)),
-                          shape=(self.n_users, self.n_items))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        m.sort_indices()
+        users = np.repeat(np.arange(self.n_users), np.diff(self.hist_indptr))
+        m = Interactions(users, self.hist_items, self.hist_ts).to_csr(self.n_users, self.n_items)
         self.matrix, self._pending = m, []
 
     # --- persistence -------------------------------------------------------------------------

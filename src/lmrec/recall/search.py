@@ -24,8 +24,9 @@ from typing import Protocol, Self, Sequence
 
 import numpy as np
 
-from lmrec.text.base import TextEncoder, normalize
+from lmrec.recall.normalise import normalise
 from lmrec.stores.vector_index import BaseVectorIndex, build_index
+from lmrec.text.base import TextEncoder, normalize
 from lmrec.types import Candidates
 
 
@@ -241,7 +242,7 @@ class RerankRetriever(Retriever):
         new = np.asarray(self.scorer(query, [self.first.texts[int(i)] for i in items]), np.float32)
         if self.mix <= 0:
             return new, new
-        return self.mix * _minmax(first) + (1 - self.mix) * _minmax(new), new
+        return (self.mix * normalise(first) + (1 - self.mix) * normalise(new)).astype(np.float32), new
 
     def score_items(self, query: str, items: np.ndarray) -> np.ndarray:
         items = np.asarray(items, np.int64)
@@ -261,9 +262,3 @@ class RerankRetriever(Retriever):
         out.stage_scores[self.scorer.name] = np.concatenate([new[order], np.full(len(c) - n, np.nan, np.float32)])
         return out.top(k)
 
-
-def _minmax(x: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1]; a constant (or empty) vector maps to zeros."""
-    x = np.asarray(x, np.float32)
-    span = float(x.max() - x.min()) if len(x) else 0.0
-    return (x - x.min()) / span if span > 0 else np.zeros_like(x)

