@@ -8,11 +8,14 @@ validation NDCG@10, and tunes only its weight. Rows carry a paired bootstrap of 
 against the CF model ("vs", "delta_NDCG@10", "ci_low", "ci_high"). Writes
 benchmarks/results/lm_recall.json and .md after every data set.
 
-Cold start (ml-100k, ml-latest-small): only items first seen in the last 10% of the timeline
-are ranked. Popularity and EASE score every such item alike (no training events), so the
-evaluator breaks ties at random; their metrics are averaged over TIE_SEEDS tie-break seeds
-("tie_seeds"). LM rows carry "x_popular" (NDCG@10 / popular's) and a paired bootstrap vs
-popular (per-user values of popular averaged over the seeds).
+Cold start, two splits (only the new items are ranked):
+- "coldstart-random" (every data set): a seeded random 20% of the items are held out as new
+  test items (10% more as new validation items); every event on them leaves training.
+- "coldstart" (ml-100k, ml-latest-small): items first seen in the last 10% of the timeline.
+Popularity and EASE score every new item alike (no training events), so the evaluator breaks
+ties at random; their metrics are averaged over TIE_SEEDS tie-break seeds ("tie_seeds"). LM
+rows carry "x_popular" (NDCG@10 / popular's) and a paired bootstrap vs popular (per-user
+values of popular averaged over the seeds).
 
 `--compare-encoders minilm-int8` adds lm-recency (tuned) with that encoder on the main split,
 with a paired bootstrap against lm-recency with `--encoder` (the quantisation cost).
@@ -44,7 +47,8 @@ from lmrec.eval.significance import compare
 from lmrec.recall.item2item import dataset_item_vectors
 
 DATASETS = ["ml-100k", "ml-latest-small", "amazon-scientific"]
-COLD = ["ml-100k", "ml-latest-small"]
+COLD = {"ml-100k": ["coldstart-random", "coldstart"], "ml-latest-small": ["coldstart-random", "coldstart"],
+        "amazon-scientific": ["coldstart-random"]}
 LM_MODELS = ["lm-mean", "lm-recency", "lm-multi"]
 CF_MODELS = ["popular", "itemknn", "ease", "als", "bpr"]
 TIE_SEEDS = 5  # tie-break seeds averaged for the cold-start rows of popular and EASE
@@ -146,11 +150,11 @@ def average_ties(res: ExperimentResult, split: Any, seeds: int = TIE_SEEDS) -> E
     return ExperimentResult(row=row, test=avg, tuning=res.tuning, model=res.model)
 
 
-def cold_split(ds: Any, encoder: str) -> list[dict]:
-    """Items first seen in the last 10% of the timeline; only they are ranked (ties broken at
-    random). Popular and EASE (tuned, though every grid point ties: the new items have no
-    training events, so EASE scores them all 0) are averaged over TIE_SEEDS tie orders."""
-    split = make_split(ds, "coldstart")
+def cold_split(ds: Any, encoder: str, name: str = "coldstart") -> list[dict]:
+    """Only the new items of cold-start split `name` are ranked (ties broken at random).
+    Popular and EASE (tuned, though every grid point ties: the new items have no training
+    events, so EASE scores them all 0) are averaged over TIE_SEEDS tie orders."""
+    split = make_split(ds, name)
     summary = split.summary()
     pop = average_ties(run("popular", split), split)
     pop.row.update({"new_items": summary["new_items_test"], "test_users": summary["test_users"],
@@ -167,14 +171,14 @@ def cold_split(ds: Any, encoder: str) -> list[dict]:
 
 def cold_notes(rows: list[dict]) -> str:
     """Markdown notes on the cold-start splits (from the popular-coldstart rows)."""
-    pops = [r for r in rows if r["dataset"].endswith("-coldstart") and r["model"] == "popular"]
+    pops = [r for r in rows if "-coldstart" in r["dataset"] and r["model"] == "popular"]
     if not pops:
         return ""
     out = ["\n## Cold-start notes\n\n"]
     for r in pops:
         out.append(f"- {r['dataset']}: {r.get('new_items', '?')} new test items (the only candidates), "
                    f"{r.get('test_users', '?')} test users, {r.get('test_events', '?')} test events; "
-                   f"validation ranks {r.get('new_items_valid', '?')} items new between the cutoffs. "
+                   f"validation ranks {r.get('new_items_valid', '?')} other new items. "
                    f"Ties broken {r.get('tie_break', 'random')}ly; popular and ease are means over "
                    f"{r.get('tie_seeds', 1)} tie-break seeds (NDCG@10 per seed: {r.get('NDCG@10_by_tie_seed')}).\n")
     out.append("- x_popular = NDCG@10 / popular's NDCG@10; the bootstrap (vs, delta, ci) pairs each user's "
@@ -197,7 +201,7 @@ def main() -> None:
     out_json = RESULTS / f"{args.name}.json"
     rows: list[dict] = []
     if out_json.exists() and args.dataset:
-        done = set(datasets) | {f"{d}-coldstart" for d in datasets}
+        done = set(datasets) | {f"{d}-{c}" for d in datasets for c in COLD.get(d, [])}
         rows = [r for r in json.loads(out_json.read_text())["rows"] if r["dataset"] not in done]
     for name in datasets:
         t0 = time.perf_counter()
@@ -207,8 +211,8 @@ def main() -> None:
         console.print(f"[bold]{name}[/]: {ds.n_users} users, {ds.n_items} items "
                       f"(loaded and encoded in {time.perf_counter() - t0:.0f} s)")
         parts = [main_split(ds, args.encoder, extra_encs)]
-        if name in COLD and not args.no_cold:
-            parts.append(cold_split(ds, args.encoder))
+        if not args.no_cold:
+            parts.extend(cold_split(ds, args.encoder, c) for c in COLD.get(name, []))
         for new in parts:
             for r in new:
                 if r["model"].startswith(("lm-", "blend")):
@@ -222,8 +226,8 @@ def main() -> None:
             command = ("python benchmarks/lm_recall.py" if complete and default_args
                        else "python " + " ".join(sys.argv))
             for r in rows:  # the CLI command that re-runs exactly this row (tuned parameters fixed)
-                d = r["dataset"].removesuffix("-coldstart")
-                split_opt = " --split coldstart" if r["dataset"].endswith("-coldstart") else ""
+                d, _, cold = r["dataset"].partition("-coldstart")
+                split_opt = f" --split coldstart{cold}" if r["dataset"] != d else ""
                 r["reproduce"] = (f"lmrec eval --dataset {d}{split_opt} --model {r['model']} "
                                   f"--params '{json.dumps(r['params'], sort_keys=True)}'")
             _, md = write_results(args.name, rows, command=command, out_dir=RESULTS)

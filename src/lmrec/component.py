@@ -56,7 +56,7 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "lm-mean": _product(rating_weight=[False, True]),
     "lm-recency": _product(half_life=[2.0, 5.0, 10.0, 20.0], rating_weight=[False, True]),
     "lm-multi": _product(n_interests=[2, 3, 5]),
-    "blend": _product(weight=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]),
+    "blend": _product(weight=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0]),
 }
 """A small validation grid per model (at most 12 points each), used by `lmrec eval --tune`."""
 

@@ -47,7 +47,7 @@ def eval_command(
     model: str = typer.Option(..., "--model", "-m", help="Model name (lmrec models lists them)."),
     params: Optional[str] = typer.Option(None, "--params", "-p", help="Fixed parameters: JSON or a=1,b=2."),
     tune: bool = typer.Option(False, "--tune", help="Search the model's default grid on the validation split."),
-    split: Optional[str] = typer.Option(None, "--split", help="temporal-loo | given | coldstart (default per data set)."),
+    split: Optional[str] = typer.Option(None, "--split", help="temporal-loo | given | coldstart | coldstart-random (default per data set)."),
     save_recs: Optional[Path] = typer.Option(None, "--save-recs", help="Write each test user's top-K list (JSON lines)."),
     k: int = typer.Option(10, "--k", help="List length written by --save-recs."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the result rows as JSON to this file."),

@@ -139,3 +139,46 @@ def cold_start_items(dataset: Dataset, *, test_fraction: float = 0.1, valid_frac
               # new items have no events: CF models score them all alike, so break ties at random
               "tie_break": "random"},
     )
+
+
+def cold_start_random_items(dataset: Dataset, *, test_fraction: float = 0.2, valid_fraction: float = 0.1,
+                            seed: int = 0) -> Split:
+    """Cold-start item split by held-out items (works without timestamps).
+
+    A seeded random `test_fraction` of the items that have events become the new test items and
+    another `valid_fraction` the new validation items; every event on them is removed from
+    training. train: events on the remaining (warm) items; valid: events on the validation items
+    of users with a train event; test: events on the test items of users with a train or
+    validation event. So every evaluated user has a history, every truth item is unseen in
+    training, and the set of new items is large enough to measure (unlike a short timeline
+    window). `candidates` are the new test items; validation ranks `info['valid_candidates']`.
+    """
+    if not 0 < test_fraction < 1 or not 0 < valid_fraction < 1 or test_fraction + valid_fraction >= 1:
+        raise ValueError(f"test_fraction={test_fraction} and valid_fraction={valid_fraction} must be in (0, 1) "
+                         "and sum to less than 1")
+    inter = dataset.interactions.sorted()
+    active = np.flatnonzero(np.bincount(inter.item, minlength=dataset.n_items) > 0)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(active)
+    n_test = max(1, int(round(len(active) * test_fraction)))
+    n_valid = max(1, int(round(len(active) * valid_fraction)))
+    test_items = np.sort(perm[:n_test])
+    valid_items = np.sort(perm[n_test:n_test + n_valid])
+    role = np.zeros(dataset.n_items, dtype=np.int8)  # 0 warm, 1 new in valid, 2 new in test
+    role[valid_items] = 1
+    role[test_items] = 2
+    r = role[inter.item]
+    train = inter.select(r == 0)
+    has_train = np.zeros(dataset.n_users, dtype=bool)
+    has_train[train.user] = True
+    valid = inter.select((r == 1) & has_train[inter.user])
+    has_history = has_train.copy()
+    has_history[valid.user] = True
+    test = inter.select((r == 2) & has_history[inter.user])
+    return Split(
+        "coldstart-random", dataset, train, valid, test, candidates=test_items,
+        info={"new_items_test": int(len(test_items)), "new_items_valid": int(len(valid_items)),
+              "valid_candidates": valid_items, "seed": seed,
+              "test_fraction": test_fraction, "valid_fraction": valid_fraction,
+              "tie_break": "random"},
+    )

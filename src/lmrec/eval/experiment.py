@@ -12,9 +12,11 @@ from typing import Any, Callable
 import numpy as np
 
 from lmrec.data.dataset import Dataset
-from lmrec.data.splits import Split, cold_start_items, given_split, temporal_leave_one_out
+from lmrec.data.splits import (
+    Split, cold_start_items, cold_start_random_items, given_split, temporal_leave_one_out,
+)
 
-SPLITS = ("temporal-loo", "given", "coldstart")
+SPLITS = ("temporal-loo", "given", "coldstart", "coldstart-random")
 
 #: The split each data set is reported on by default.
 DEFAULT_SPLIT = {
@@ -26,7 +28,7 @@ DEFAULT_SPLIT = {
 
 
 def make_split(dataset: Dataset, split: str | None = None) -> Split:
-    """Build a named split of `dataset` ('temporal-loo', 'given', 'coldstart')."""
+    """Build a named split of `dataset` ('temporal-loo', 'given', 'coldstart', 'coldstart-random')."""
     name = split or DEFAULT_SPLIT.get(dataset.name, "temporal-loo" if dataset.has_timestamps else "given")
     if name == "temporal-loo":
         if not dataset.has_timestamps and dataset.given_split is None:
@@ -36,6 +38,8 @@ def make_split(dataset: Dataset, split: str | None = None) -> Split:
         return given_split(dataset)
     if name == "coldstart":
         return cold_start_items(dataset)
+    if name == "coldstart-random":
+        return cold_start_random_items(dataset)
     raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
 
 
@@ -113,7 +117,7 @@ def run_experiment(
     t1 = time.perf_counter()
     res = evaluate(model, split, stage="test", ks=ks, item_categories=cats, progress=progress)
     eval_s = time.perf_counter() - t1
-    dataset_name = ds.name + ("-coldstart" if split.name == "coldstart" else "")
+    dataset_name = ds.name + (f"-{split.name}" if split.name.startswith("coldstart") else "")
     row = res.row(dataset=dataset_name, split=split.name, model=model_name, params=best_params,
                   fit_s=round(fit_s, 3), eval_s=round(eval_s, 3), seeds=1)
     if tuning:

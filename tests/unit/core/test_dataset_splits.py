@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from lmrec.data.dataset import Dataset, IdMap, Interactions, ItemTable, build_dataset
-from lmrec.data.splits import cold_start_items, given_split, random_holdout, temporal_leave_one_out
+from lmrec.data.splits import (
+    cold_start_items, cold_start_random_items, given_split, random_holdout, temporal_leave_one_out,
+)
 from lmrec.testing.toy import cold_start_dataset
 from lmrec.types import Candidates, EventKind, topk_indices
 
@@ -99,6 +101,28 @@ def test_cold_start_split_removes_new_items_from_training():
     assert not set(s.train_valid.item) & set(s.candidates)
     assert set(s.test.item) <= set(s.candidates)
     assert s.test.timestamp.min() >= s.info["test_cutoff"]
+
+
+def test_cold_start_random_split_holds_out_items_entirely():
+    ds = cold_start_dataset()
+    s = cold_start_random_items(ds, test_fraction=0.2, valid_fraction=0.1, seed=3)
+    test_items, valid_items = set(s.candidates.tolist()), set(s.info["valid_candidates"].tolist())
+    active = set(np.unique(ds.interactions.item).tolist())
+    assert test_items and valid_items and not test_items & valid_items
+    assert len(test_items) == round(0.2 * len(active)) and len(valid_items) == round(0.1 * len(active))
+    assert not set(s.train.item.tolist()) & (test_items | valid_items)
+    assert set(s.valid.item.tolist()) <= valid_items and set(s.test.item.tolist()) <= test_items
+    # every evaluated user has a history; no held-out event is lost except for users without one
+    assert set(s.valid.user.tolist()) <= set(s.train.user.tolist())
+    assert set(s.test.user.tolist()) <= set(s.train_valid.user.tolist())
+    held = np.isin(ds.interactions.item, list(test_items))
+    with_history = np.isin(ds.interactions.user, s.train_valid.user)
+    assert len(s.test) == int((held & with_history).sum())
+    again = cold_start_random_items(ds, test_fraction=0.2, valid_fraction=0.1, seed=3)
+    assert again.candidates.tolist() == s.candidates.tolist()
+    assert cold_start_random_items(ds, seed=4).candidates.tolist() != s.candidates.tolist()
+    with pytest.raises(ValueError, match="test_fraction"):
+        cold_start_random_items(ds, test_fraction=0.7, valid_fraction=0.4)
 
 
 def test_topk_ties_and_candidates():
