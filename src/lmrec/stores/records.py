@@ -13,7 +13,9 @@ Every write method commits before it returns: an acknowledged write survives a c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+import numbers
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -88,16 +90,25 @@ class RecordStore(Protocol):
         ...
 
     def count_events(self) -> int: ...
-    def last_seq(self) -> int: ...
+    def last_seq(self) -> int:
+        """The highest committed seq, 0 for an empty log."""
+        ...
 
     # items
-    def upsert_items(self, items: Sequence[ItemRecord]) -> None: ...
+    def upsert_items(self, items: Sequence[ItemRecord]) -> None:
+        """Insert or replace the items in one transaction. A live item keeps its first
+        `created_at`; a deleted one that is upserted again comes back as new."""
+        ...
+
     def get_item(self, item_id: str) -> ItemRecord | None: ...
     def delete_item(self, item_id: str) -> bool:
         """Remove the item from the catalog; True when it existed."""
         ...
 
-    def items(self) -> Iterator[ItemRecord]: ...
+    def items(self) -> Iterator[ItemRecord]:
+        """Live items in item_id order (byte order of the UTF-8 ids)."""
+        ...
+
     def count_items(self) -> int: ...
 
     # users
@@ -108,10 +119,109 @@ class RecordStore(Protocol):
     def add_api_key(self, key: ApiKeyRecord) -> None: ...
     def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
     def api_keys(self) -> list[ApiKeyRecord]: ...
-    def revoke_api_key(self, key_id: str) -> bool: ...
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Mark the key revoked; True when a live key was revoked, False when unknown or
+        already revoked."""
+        ...
 
     # served rankings
-    def log_ranking(self, ranking: RankingRecord) -> None: ...
+    def log_ranking(self, ranking: RankingRecord) -> None:
+        """Store a served ranking; a ranking_id already stored is a ValueError."""
+        ...
+
     def get_ranking(self, ranking_id: str) -> RankingRecord | None: ...
 
     def close(self) -> None: ...
+
+
+# Validation shared by every backend: the API validates requests too, but a store must never
+# accept a record it could not give back intact. Each error names the offending field.
+
+def _check_id(value: object, field_name: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field_name}: must be a non-empty string, got {value!r}")
+
+
+def _check_number(value: object, field_name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{field_name}: must be a finite number, got {value!r}")
+
+
+def _check_strings(values: object, field_name: str, *, allowed: Sequence[str] | None = None) -> None:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise ValueError(f"{field_name}: must be a sequence of strings, got {values!r}")
+    for i, v in enumerate(values):
+        _check_id(v, f"{field_name}[{i}]")
+        if allowed is not None and v not in allowed:
+            raise ValueError(f"{field_name}[{i}]: unknown value {v!r}; expected one of {', '.join(allowed)}")
+
+
+def _check_mapping(value: object, field_name: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{field_name}: must be a mapping, got {type(value).__name__}")
+
+
+def check_event(event: EventRecord, where: str = "event") -> None:
+    """Raise ValueError naming the field (e.g. "events[3].kind") when `event` is malformed."""
+    if not isinstance(event, EventRecord):
+        raise ValueError(f"{where}: expected an EventRecord, got {type(event).__name__}")
+    _check_id(event.user_id, f"{where}.user_id")
+    _check_id(event.item_id, f"{where}.item_id")
+    if event.kind not in EVENT_KINDS:
+        raise ValueError(f"{where}.kind: unknown event kind {event.kind!r}; expected one of {', '.join(EVENT_KINDS)}")
+    _check_number(event.value, f"{where}.value")
+    _check_number(event.timestamp, f"{where}.timestamp")
+    if event.ranking_id is not None:
+        _check_id(event.ranking_id, f"{where}.ranking_id")
+
+
+def check_item(item: ItemRecord, where: str = "item") -> None:
+    """Raise ValueError naming the field when `item` is malformed."""
+    if not isinstance(item, ItemRecord):
+        raise ValueError(f"{where}: expected an ItemRecord, got {type(item).__name__}")
+    _check_id(item.item_id, f"{where}.item_id")
+    for name in ("title", "text"):
+        if not isinstance(getattr(item, name), str):
+            raise ValueError(f"{where}.{name}: must be a string, got {getattr(item, name)!r}")
+    _check_strings(item.categories, f"{where}.categories")
+    _check_mapping(item.attributes, f"{where}.attributes")
+    if not isinstance(item.available, bool):
+        raise ValueError(f"{where}.available: must be a bool, got {item.available!r}")
+    _check_number(item.created_at, f"{where}.created_at")
+    _check_number(item.updated_at, f"{where}.updated_at")
+
+
+def check_user(user: UserRecord, where: str = "user") -> None:
+    """Raise ValueError naming the field when `user` is malformed."""
+    if not isinstance(user, UserRecord):
+        raise ValueError(f"{where}: expected a UserRecord, got {type(user).__name__}")
+    _check_id(user.user_id, f"{where}.user_id")
+    _check_mapping(user.attributes, f"{where}.attributes")
+    _check_number(user.updated_at, f"{where}.updated_at")
+
+
+def check_api_key(key: ApiKeyRecord, where: str = "api_key") -> None:
+    """Raise ValueError naming the field when `key` is malformed (scopes must be in SCOPES)."""
+    if not isinstance(key, ApiKeyRecord):
+        raise ValueError(f"{where}: expected an ApiKeyRecord, got {type(key).__name__}")
+    _check_id(key.key_id, f"{where}.key_id")
+    if not isinstance(key.name, str):
+        raise ValueError(f"{where}.name: must be a string, got {key.name!r}")
+    _check_strings(key.scopes, f"{where}.scopes", allowed=SCOPES)
+    _check_id(key.key_hash, f"{where}.key_hash")
+    _check_number(key.created_at, f"{where}.created_at")
+    if not isinstance(key.revoked, bool):
+        raise ValueError(f"{where}.revoked: must be a bool, got {key.revoked!r}")
+
+
+def check_ranking(ranking: RankingRecord, where: str = "ranking") -> None:
+    """Raise ValueError naming the field when `ranking` is malformed."""
+    if not isinstance(ranking, RankingRecord):
+        raise ValueError(f"{where}: expected a RankingRecord, got {type(ranking).__name__}")
+    _check_id(ranking.ranking_id, f"{where}.ranking_id")
+    if ranking.user_id is not None:
+        _check_id(ranking.user_id, f"{where}.user_id")
+    _check_id(ranking.endpoint, f"{where}.endpoint")
+    _check_strings(ranking.item_ids, f"{where}.item_ids")
+    _check_number(ranking.created_at, f"{where}.created_at")
+    _check_mapping(ranking.context, f"{where}.context")
