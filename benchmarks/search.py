@@ -173,14 +173,16 @@ def homedepot(args: argparse.Namespace, enc: dict[str, BenchEncoder]) -> list[di
         models += [(f"hybrid-rrf:bm25+{lab}", rrfs[name], {"k_rrf": 60, "depth": 100, "encoder": name}, [e]),
                    (f"hybrid-blend:bm25+{lab}", blend, {"alpha": alpha, "norm": "minmax", "depth": 100, "encoder": name,
                                                         "val_NDCG@10_catalog": round(val_blend[alpha], 4)}, [e])]
-    if "minilm" in rrfs and "e5-small" in enc:
-        scorer = BiEncoderScorer(enc["e5-small"], name="e5")
+    rer = args.rerank_encoder
+    if "minilm" in rrfs and rer:
+        renc = enc.get(rer) or BenchEncoder(rer)
+        scorer = BiEncoderScorer(renc, name=renc.label)
         val_mix = {m: tune(RerankRetriever(rrfs["minilm"], scorer, 30, mix=m)) for m in (0.0, 0.25, 0.5, 0.75)}
         mix = float(max(val_mix, key=val_mix.get))
         rerank = RerankRetriever(rrfs["minilm"], scorer, top_n=30, mix=mix, name="rerank")
-        models.append(("rerank:hybrid-rrf+e5", rerank, {"top_n": 30, "mix": mix,
-                                                        "val_NDCG@10_catalog": round(val_mix[mix], 4)},
-                       [enc["minilm"], enc["e5-small"]]))
+        models.append((f"rerank:hybrid-rrf+{renc.label}", rerank,
+                       {"top_n": 30, "mix": mix, "encoder": rer, "val_NDCG@10_catalog": round(val_mix[mix], 4)},
+                       [enc["minilm"], renc]))
     split = f"query-80/20-seed0 test{'' if args.test_queries <= 0 else f'-sample{test.n_queries}'}"
     rows = []
     for name, model, params, encs in models:
@@ -218,7 +220,10 @@ def qbqtc(args: argparse.Namespace, enc: dict[str, BenchEncoder]) -> list[dict[s
             "bm25": lambda: np.array([bm25.score_items(q, np.array([i]))[0]
                                       for q, i in zip(queries, qb.item_idx[pairs])]),
         }
-        for e in enc.values():
+        qenc = dict(enc)
+        if args.rerank_encoder and args.rerank_encoder not in qenc:  # the multilingual model scores Chinese
+            qenc[args.rerank_encoder] = BenchEncoder(args.rerank_encoder)
+        for e in qenc.values():
             scorers[f"dense:{e.label}"] = (lambda e=e: np.einsum(
                 "ij,ij->i", e.encode_queries(queries), e.encode_items(titles)))
         split = part if size <= 0 else f"{part}-sample{len(pairs)}"
@@ -246,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--encoders", default="minilm,minilm-int8,e5-small",
                    help="comma list of registry encoders for the dense channels (minilm, minilm-int8, "
                         "minilm-onnx, e5-small)")
+    p.add_argument("--rerank-encoder", default="e5-small",
+                   help="bi-encoder that re-ranks the top 30 of hybrid-rrf:bm25+minilm and scores QBQTC pairs "
+                        "even when it is not in --encoders ('' = no re-ranker)")
     p.add_argument("--name", default="search", help="results file stem (benchmarks/results/NAME.json/.md)")
     args = p.parse_args(argv)
     import torch
