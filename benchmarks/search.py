@@ -177,11 +177,12 @@ def homedepot(args: argparse.Namespace, enc: dict[str, BenchEncoder]) -> list[di
     if "minilm" in rrfs and rer:
         renc = enc.get(rer) or BenchEncoder(rer)
         scorer = BiEncoderScorer(renc, name=renc.label)
-        val_mix = {m: tune(RerankRetriever(rrfs["minilm"], scorer, 30, mix=m)) for m in (0.0, 0.25, 0.5, 0.75)}
+        top = args.rerank_top
+        val_mix = {m: tune(RerankRetriever(rrfs["minilm"], scorer, top, mix=m)) for m in (0.0, 0.25, 0.5, 0.75)}
         mix = float(max(val_mix, key=val_mix.get))
-        rerank = RerankRetriever(rrfs["minilm"], scorer, top_n=30, mix=mix, name="rerank")
+        rerank = RerankRetriever(rrfs["minilm"], scorer, top_n=top, mix=mix, name="rerank")
         models.append((f"rerank:hybrid-rrf+{renc.label}", rerank,
-                       {"top_n": 30, "mix": mix, "encoder": rer, "val_NDCG@10_catalog": round(val_mix[mix], 4)},
+                       {"top_n": top, "mix": mix, "encoder": rer, "val_NDCG@10_catalog": round(val_mix[mix], 4)},
                        [enc["minilm"], renc]))
     split = f"query-80/20-seed0 test{'' if args.test_queries <= 0 else f'-sample{test.n_queries}'}"
     rows = []
@@ -252,8 +253,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma list of registry encoders for the dense channels (minilm, minilm-int8, "
                         "minilm-onnx, e5-small)")
     p.add_argument("--rerank-encoder", default="e5-small",
-                   help="bi-encoder that re-ranks the top 30 of hybrid-rrf:bm25+minilm and scores QBQTC pairs "
+                   help="bi-encoder that re-ranks the top --rerank-top of hybrid-rrf:bm25+minilm and scores QBQTC pairs "
                         "even when it is not in --encoders ('' = no re-ranker)")
+    p.add_argument("--rerank-top", type=int, default=30, help="how many hybrid results the re-ranker re-scores")
     p.add_argument("--name", default="search", help="results file stem (benchmarks/results/NAME.json/.md)")
     args = p.parse_args(argv)
     import torch
