@@ -340,6 +340,18 @@ class SQLStore(ABC):
         if self._write("log_ranking", [row]) == 0:
             raise ValueError(f"ranking.ranking_id: {ranking.ranking_id!r} already exists")
 
+    def log_rankings(self, rankings: Sequence[RankingRecord]) -> int:
+        """Store many served rankings in one transaction (one commit, not one per ranking: the
+        serving engine's background logger writes in batches); ranking_ids already stored are
+        skipped. Returns how many were stored. Any malformed ranking fails the whole batch."""
+        rows = []
+        for i, r in enumerate(rankings):
+            where = f"rankings[{i}]"
+            check_ranking(r, where)
+            rows.append((r.ranking_id, r.user_id, r.endpoint, _to_json(list(r.item_ids), f"{where}.item_ids"),
+                         float(r.created_at), _to_json(dict(r.context), f"{where}.context")))
+        return self._write("log_ranking", rows)
+
     def get_ranking(self, ranking_id: str) -> RankingRecord | None:
         rows = self._fetch(self._sql["get_ranking"], (ranking_id,))
         if not rows:

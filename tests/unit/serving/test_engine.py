@@ -1,0 +1,478 @@
+"""The serving engine end to end, in process: fake encoder, SQLite store in tmp_path, toy catalog."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmrec.serving.engine import BASE_VERSION, Engine, EngineConfig
+from lmrec.stores.records import EventRecord, ItemRecord, UserRecord
+from lmrec.testing.toy import GENRES, toy_dataset
+
+
+def toy_items(n_items: int = 48) -> list[ItemRecord]:
+    """The toy data set's items as records: title "<genre> movie <i>", one genre category."""
+    table = toy_dataset(n_items=n_items).item_table
+    assert table is not None
+    return [ItemRecord(str(i + 1), title=table.title[i], categories=tuple(table.categories[i]),
+                       text=f"A {table.categories[i][0]} film.", attributes={"brand": "toy"})
+            for i in range(n_items)]
+
+
+def genre(engine: Engine, item_id: str) -> str:
+    rec = engine.get_item(item_id)
+    assert rec is not None
+    return rec.categories[0]
+
+
+def ids_of(genre_name: str, items: list[ItemRecord]) -> list[str]:
+    return [r.item_id for r in items if r.categories[0] == genre_name]
+
+
+def config(home: Path, **kw: object) -> EngineConfig:
+    return EngineConfig(home=home, encoder="fake", index="flat", **kw)
+
+
+@pytest.fixture
+def items() -> list[ItemRecord]:
+    return toy_items()
+
+
+@pytest.fixture
+def engine(tmp_path: Path, items: list[ItemRecord]) -> Engine:
+    eng = Engine.open(config(tmp_path))
+    eng.upsert_items(items)
+    yield eng
+    eng.close()
+
+
+def views(user: str, item_ids: list[str], start: float = 1000.0, kind: str = "view") -> list[EventRecord]:
+    return [EventRecord(user, i, kind, 1.0, start + n) for n, i in enumerate(item_ids)]
+
+
+# --- recommend -------------------------------------------------------------------------------
+def test_unknown_user_gets_popular_items(engine: Engine, items: list[ItemRecord]) -> None:
+    hot = ids_of("drama", items)[:2]
+    engine.ingest(views("a", hot) + views("b", hot) + views("c", hot[:1]))
+    r = engine.recommend("nobody", k=5)
+    assert [i.item_id for i in r.items[:2]] == [hot[0], hot[1]]
+    assert all(i.sources == ("popular",) for i in r.items[:2])
+    assert len(r.items) == 5 and r.model_version == BASE_VERSION
+
+
+def test_empty_engine_still_answers(tmp_path: Path) -> None:
+    with Engine.open(config(tmp_path)) as eng:
+        assert eng.recommend("u", k=3).items == []
+        assert eng.search("anything", k=3).items == []
+        eng.upsert_items(toy_items(6))
+        r = eng.recommend("u", k=3)  # no events at all: the newest items fill the list
+        assert [i.item_id for i in r.items] == ["6", "5", "4"]
+        assert all(i.sources == ("newest",) for i in r.items)
+
+
+def test_known_user_gets_items_of_their_genre(engine: Engine, items: list[ItemRecord]) -> None:
+    engine.ingest(views("u1", ids_of("comedy", items)[:4]))
+    recs = engine.recommend("u1", k=4)
+    assert [genre(engine, i.item_id) for i in recs.items] == ["comedy"] * 4
+    assert all("lm" in i.sources for i in recs.items)
+
+
+def test_ingest_shifts_the_next_recommendation(engine: Engine, items: list[ItemRecord]) -> None:
+    engine.ingest(views("u1", ids_of("comedy", items)[:4]))
+    before = Counter(genre(engine, i.item_id) for i in engine.recommend("u1", k=5).items)
+    assert before.most_common(1)[0][0] == "comedy"
+    engine.ingest(views("u1", ids_of("horror", items)[:5], start=2000.0, kind="purchase"))
+    after = Counter(genre(engine, i.item_id) for i in engine.recommend("u1", k=5).items)
+    assert after.most_common(1)[0][0] == "horror"
+
+
+def test_seen_items_are_filtered(engine: Engine, items: list[ItemRecord]) -> None:
+    seen = ids_of("action", items)[:5]
+    engine.ingest(views("u1", seen))
+    got = {i.item_id for i in engine.recommend("u1", k=20).items}
+    assert not got & set(seen)
+    assert len(got) == 20
+
+
+def test_seen_kinds_are_configurable(tmp_path: Path, items: list[ItemRecord]) -> None:
+    with Engine.open(config(tmp_path, seen_kinds=("purchase",))) as eng:
+        eng.upsert_items(items)
+        viewed = ids_of("action", items)[:3]
+        eng.ingest(views("u1", viewed))
+        got = [i.item_id for i in eng.recommend("u1", k=10).items]
+        assert set(viewed) <= set(got)  # views do not count as consumed here
+        eng.ingest(views("u1", viewed[:1], start=5000.0, kind="purchase"))
+        assert viewed[0] not in {i.item_id for i in eng.recommend("u1", k=10).items}
+
+
+def test_explanations(engine: Engine, items: list[ItemRecord]) -> None:
+    history = ids_of("scifi", items)[:3]
+    engine.ingest(views("u1", history))
+    r = engine.recommend("u1", k=3, explain=True)
+    for it in r.items:
+        ex = it.explanation
+        assert ex is not None and ex["channels"] == list(it.sources)
+        because = ex["because"]
+        assert because["item_id"] in history
+        assert because["title"] == engine.get_item(because["item_id"]).title
+        # the named history item is the one whose vector matches best, with its true cosine
+        vec = engine.catalog.vector(engine.catalog.slot(it.item_id))
+        cos = {h: float(engine.catalog.vector(engine.catalog.slot(h)) @ vec) for h in history}
+        assert because["item_id"] == max(cos, key=cos.get)
+        assert because["cosine"] == pytest.approx(cos[because["item_id"]], abs=1e-5)
+        assert ex["shared_categories"] == ["scifi"]
+    assert engine.recommend("u1", k=3).items[0].explanation is None
+
+
+# --- items -----------------------------------------------------------------------------------
+def test_new_item_is_searchable_and_recommendable_at_once(engine: Engine, items: list[ItemRecord]) -> None:
+    engine.ingest(views("u1", ids_of("romance", items)[:4]))
+    engine.upsert_items([ItemRecord("new-1", title="romance movie zeppelin", categories=("romance",),
+                                    text="A romance film.")])
+    hits = engine.search("zeppelin", k=3)
+    assert hits.items[0].item_id == "new-1"
+    assert set(hits.items[0].sources) == {"bm25", "dense"}
+    assert "new-1" in {i.item_id for i in engine.recommend("u1", k=10).items}
+
+
+def test_delete_removes_the_item_everywhere(engine: Engine, items: list[ItemRecord]) -> None:
+    target = ids_of("horror", items)[0]
+    engine.ingest(views("a", [target]) + views("b", [target]))  # the most popular item
+    engine.ingest(views("u1", ids_of("horror", items)[1:4]))
+    assert target in {i.item_id for i in engine.recommend("u1", k=10).items}
+    assert engine.recommend("new-user", k=1).items[0].item_id == target
+    assert engine.delete_item(target) is True
+    assert engine.get_item(target) is None
+    assert engine.store.get_item(target) is None
+    with pytest.raises(KeyError):
+        engine.similar(target)
+    for r in (engine.recommend("u1", k=47), engine.recommend("new-user", k=47),
+              engine.search(engine.catalog.text(0), k=47), engine.similar(ids_of("horror", items)[1], k=46)):
+        assert target not in {i.item_id for i in r.items}
+    assert engine.delete_item(target) is False
+    assert engine.stats()["n_items"] == len(items) - 1
+
+
+def test_unavailable_items_are_kept_but_never_served(engine: Engine, items: list[ItemRecord]) -> None:
+    target = items[0]
+    engine.upsert_items([ItemRecord(target.item_id, title=target.title, categories=target.categories,
+                                    text=target.text, available=False)])
+    assert engine.get_item(target.item_id).available is False
+    assert target.item_id not in {i.item_id for i in engine.search(target.title, k=48).items}
+    assert len(engine.similar(target.item_id, k=5).items) == 5  # still a valid query item
+    engine.upsert_items([target])
+    assert engine.search(target.title, k=1).items[0].item_id == target.item_id
+
+
+def test_similar_excludes_the_item_itself(engine: Engine, items: list[ItemRecord]) -> None:
+    src = ids_of("comedy", items)[0]
+    r = engine.similar(src, k=5, explain=True)
+    assert src not in [i.item_id for i in r.items] and len(r.items) == 5
+    assert [genre(engine, i.item_id) for i in r.items] == ["comedy"] * 5
+    scores = [i.score for i in r.items]
+    assert scores == sorted(scores, reverse=True)
+    assert r.items[0].explanation["shared_categories"] == ["comedy"]
+    with pytest.raises(KeyError):
+        engine.similar("no-such-item")
+
+
+# --- search ----------------------------------------------------------------------------------
+def test_search_is_personalised_by_the_profile(engine: Engine, items: list[ItemRecord]) -> None:
+    engine.ingest(views("fan", ids_of("horror", items)[:6]))
+    plain = engine.search("movie", k=5)
+    mine = engine.search("movie", k=5, user_id="fan", explain=True)
+
+    def horror(r: object) -> int:
+        return [genre(engine, i.item_id) for i in r.items].count("horror")
+
+    assert horror(mine) > horror(plain)  # a nudge: the profile reorders close candidates
+    assert all(i.explanation["profile_cosine"] is not None for i in mine.items)
+    assert "movi" in mine.items[0].explanation["matched_terms"]
+    engine.config.personal_weight = 10.0  # a strong weight lets the profile dominate
+    assert horror(engine.search("movie", k=5, user_id="fan")) == 5
+
+
+def test_search_bm25_finds_chinese_terms(engine: Engine) -> None:
+    engine.upsert_items([ItemRecord("zh-1", title="男士轻便跑步鞋", categories=("shoes",)),
+                         ItemRecord("zh-2", title="不锈钢厨师刀", categories=("knives",))])
+    r = engine.search("跑步鞋", k=2, explain=True)
+    assert r.items[0].item_id == "zh-1" and "bm25" in r.items[0].sources
+    assert {"跑步", "步鞋"} <= set(r.items[0].explanation["matched_terms"])
+
+
+# --- models ----------------------------------------------------------------------------------
+def test_train_model_and_hot_reload(engine: Engine, items: list[ItemRecord]) -> None:
+    ds = toy_dataset(n_items=len(items))
+    engine.ingest([EventRecord(ds.users.ids[u], str(i + 1), "view", 1.0, float(t))
+                   for u, i, t in zip(ds.interactions.user, ds.interactions.item, ds.interactions.timestamp)])
+    version = engine.train_model("ease", {"lam": 10.0})
+    assert engine.model_version == BASE_VERSION  # trained, not yet active
+    assert (engine.models_dir / version / "meta.json").is_file()
+    assert engine.reload() == version
+    r = engine.recommend(ds.users.ids[0], k=10, explain=True)
+    assert r.model_version == version
+    cf = [i for i in r.items if "cf" in i.sources]
+    assert cf and all(i.explanation["channel_scores"]["cf"] > 0 for i in cf)
+    assert engine.stats()["model_version"] == version
+    # a user the model never saw, with history on known items, gets CF candidates by fold-in
+    engine.ingest(views("fresh", ["1", "7", "13"], start=5e6))
+    assert any("cf" in i.sources for i in engine.recommend("fresh", k=10).items)
+    v2 = engine.train_model("itemknn", {"k": 10}, activate=True)
+    assert engine.model_version == v2 and engine.model_versions() == sorted([version, v2])
+    assert engine.reload(version) == version
+    with pytest.raises(FileNotFoundError, match="not found"):
+        engine.reload("no-such-version")
+
+
+def test_train_model_without_events_fails_clearly(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="no events"):
+        engine.train_model("ease")
+
+
+# --- durability and restart ------------------------------------------------------------------
+def test_restart_restores_state_without_re_encoding(tmp_path: Path, items: list[ItemRecord],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = Engine.open(EngineConfig(home=tmp_path, encoder="fake", index="hnsw"))
+    eng.upsert_items(items)
+    eng.ingest(views("u1", ids_of("drama", items)[:3]) + views("u2", ids_of("action", items)[:2]))
+    eng.delete_item(ids_of("drama", items)[5])
+    eng.train_model("ease", {"lam": 5.0}, activate=True)
+    before = {u: [(i.item_id, i.sources) for i in eng.recommend(u, k=8).items] for u in ("u1", "u2", "u3")}
+    search_before = [i.item_id for i in eng.search("action movie", k=5).items]
+    stats = eng.stats()
+    eng.close()
+
+    from lmrec.serving.encoders import EngineEncoders
+
+    def no_encoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the saved index should have been reused")
+
+    monkeypatch.setattr(EngineEncoders, "encode_items", no_encoding)
+    eng = Engine.open(EngineConfig(home=tmp_path, encoder="fake", index="hnsw"))
+    try:
+        after = {u: [(i.item_id, i.sources) for i in eng.recommend(u, k=8).items] for u in ("u1", "u2", "u3")}
+        assert after == before
+        assert [i.item_id for i in eng.search("action movie", k=5).items] == search_before
+        for key in ("n_items", "n_users", "n_events", "index_size", "model_version", "applied_seq"):
+            assert eng.stats()[key] == stats[key], key
+        assert eng.user_state.history("u1", 10)[-1].item_id == ids_of("drama", items)[2]
+    finally:
+        eng.close()
+
+
+def test_stale_saved_index_is_rebuilt(tmp_path: Path, items: list[ItemRecord]) -> None:
+    with Engine.open(config(tmp_path)) as eng:
+        eng.upsert_items(items)
+    from lmrec.stores.sql import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'lmrec.db'}")  # another writer changes the catalog
+    store.upsert_items([ItemRecord("late", title="walrus documentary")])
+    store.close()
+    with Engine.open(config(tmp_path)) as eng:
+        assert eng.search("walrus", k=1).items[0].item_id == "late"
+        assert eng.stats()["n_items"] == len(items) + 1
+
+
+def test_rankings_are_logged_for_joining_events(engine: Engine, items: list[ItemRecord]) -> None:
+    engine.ingest(views("u1", [items[0].item_id]))
+    r = engine.recommend("u1", k=3)
+    s = engine.search("movie", k=2, user_id="u1")
+    engine.flush_rankings()
+    rec = engine.store.get_ranking(r.ranking_id)
+    assert rec is not None and rec.endpoint == "recommend" and rec.user_id == "u1"
+    assert list(rec.item_ids) == [i.item_id for i in r.items]
+    assert rec.context["model_version"] == BASE_VERSION
+    assert engine.store.get_ranking(s.ranking_id).endpoint == "search"
+    clicked = r.items[0].item_id
+    engine.ingest([EventRecord("u1", clicked, "click", ranking_id=r.ranking_id)])
+    last = list(engine.store.events(user_id="u1"))[-1]
+    assert last.ranking_id == r.ranking_id and last.timestamp > 0  # no timestamp -> server time
+
+
+def test_timings_name_the_stages(engine: Engine) -> None:
+    assert {"recall_lm", "recall_cf", "recall_popular", "merge", "filter", "total"} <= set(
+        engine.recommend("u", k=3).timings_ms)
+    assert {"encode", "recall_dense", "recall_bm25", "merge", "total"} <= set(engine.search("x", k=3).timings_ms)
+
+
+# --- input validation ------------------------------------------------------------------------
+def test_bad_input_names_the_field_and_commits_nothing(engine: Engine) -> None:
+    n = engine.store.count_events()
+    with pytest.raises(ValueError, match=r"events\[1\]\.kind"):
+        engine.ingest([EventRecord("u", "1"), EventRecord("u", "2", kind="teleport")])
+    with pytest.raises(ValueError, match=r"events\[0\]\.user_id"):
+        engine.ingest([EventRecord("", "1")])
+    with pytest.raises(ValueError, match=r"events\[0\]\.value"):
+        engine.ingest([EventRecord("u", "1", value=float("nan"))])
+    assert engine.store.count_events() == n and engine.stats()["n_events"] == n
+    with pytest.raises(ValueError, match=r"items\[0\]\.item_id"):
+        engine.upsert_items([ItemRecord("")])
+    with pytest.raises(ValueError, match="k must be"):
+        engine.recommend("u", k=0)
+    with pytest.raises(ValueError, match="query"):
+        engine.search("   ")
+    with pytest.raises(ValueError, match="user_id"):
+        engine.recommend("")
+
+
+def test_config_rejects_unknown_names(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="seen_kinds"):
+        EngineConfig(home=tmp_path, seen_kinds=("stare",))
+    with pytest.raises(ValidationError, match="channel_weights"):
+        EngineConfig(home=tmp_path, channel_weights={"telepathy": 1.0})
+    with pytest.raises(ValidationError, match="encoder"):
+        EngineConfig(home=tmp_path, encoder="gpt-9")
+    with pytest.raises(ValidationError, match="item_template"):
+        EngineConfig(home=tmp_path, item_template="{title")
+    with pytest.raises(ValidationError, match="extra"):
+        EngineConfig(home=tmp_path, colour="blue")
+
+
+def test_users_and_state(engine: Engine) -> None:
+    engine.upsert_user(UserRecord("vip", {"tier": "gold"}))
+    assert engine.store.get_user("vip").attributes == {"tier": "gold"}
+    assert engine.stats()["n_users"] == 1
+    assert engine.ready
+
+
+# --- concurrency -----------------------------------------------------------------------------
+def test_concurrent_reads_and_writes(engine: Engine, items: list[ItemRecord]) -> None:
+    errors: list[BaseException] = []
+    n_threads, per_thread = 3, 25
+
+    def writer(t: int) -> None:
+        try:
+            for n in range(per_thread):
+                engine.ingest([EventRecord(f"w{t}", items[(t * 7 + n) % len(items)].item_id, "view", 1.0, 1e4 + n)])
+                if n % 10 == 0:
+                    engine.upsert_items([ItemRecord(f"new-{t}-{n}", title=f"{GENRES[n % 6]} movie extra {t} {n}",
+                                                    categories=(GENRES[n % 6],))])
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def reader(t: int) -> None:
+        try:
+            for n in range(per_thread):
+                assert len(engine.recommend(f"w{t}", k=5).items) == 5
+                engine.search("movie extra", k=5, user_id=f"w{t}")
+                engine.similar(items[n].item_id, k=3)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=f, args=(t,)) for t in range(n_threads) for f in (writer, reader)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert engine.stats()["n_events"] == engine.store.count_events() == n_threads * per_thread
+    assert engine.stats()["n_items"] == len(items) + n_threads * 3
+
+
+def test_profile_matches_batch_recency_mean(engine: Engine, items: list[ItemRecord]) -> None:
+    hist = [items[i].item_id for i in (0, 5, 9, 14, 20)]
+    kinds = ["view", "click", "view", "purchase", "cart"]
+    engine.ingest([EventRecord("u", i, k, 1.0, 100.0 + n) for n, (i, k) in enumerate(zip(hist, kinds))])
+    cfg = engine.config
+    w = np.array([cfg.kind_weights[k] for k in kinds]) * 2.0 ** (-np.arange(len(hist))[::-1] / cfg.half_life)
+    vecs = np.stack([engine.catalog.vector(engine.catalog.slot(i)) for i in hist])
+    expected = w @ vecs
+    np.testing.assert_allclose(engine.profiles.profile("u"), expected / np.linalg.norm(expected), atol=1e-5)
+
+
+def test_two_engines_on_one_store_catch_up(tmp_path: Path, items: list[ItemRecord]) -> None:
+    """Two server processes sharing a store: each folds in the other's events (sync, or the gap
+    before its own next commit)."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = Engine.open(config(tmp_path / "a", store_url=url))
+    a.upsert_items(items)
+    b = Engine.open(config(tmp_path / "b", store_url=url))
+    try:
+        assert len(b.catalog) == len(items)
+        a.ingest(views("u1", ids_of("drama", items)[:3]))
+        assert b.profiles.n_events("u1") == 0
+        assert b.sync() == 3 and b.profiles.n_events("u1") == 3
+        a.ingest(views("u1", ids_of("drama", items)[3:5]))
+        b.ingest(views("u2", ids_of("action", items)[:1]))  # b first takes a's two new events
+        assert b.profiles.n_events("u1") == 5 and b.stats()["n_events"] == 6
+        assert [i.item_id for i in a.recommend("u1", k=5).items] == [i.item_id for i in b.recommend("u1", k=5).items]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_reload_while_serving_drops_nothing(engine: Engine, items: list[ItemRecord]) -> None:
+    engine.ingest([e for u in range(6) for e in views(f"u{u}", ids_of(GENRES[u], items)[:4], start=100.0 * u)])
+    versions = [engine.train_model("ease", {"lam": 1.0}), engine.train_model("itemknn", {"k": 5})]
+    seen_versions: set[str] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            while not stop.is_set():
+                r = engine.recommend("u1", k=5)
+                assert len(r.items) == 5
+                seen_versions.add(r.model_version)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for n in range(10):
+        engine.reload(versions[n % 2])
+    stop.set()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert seen_versions <= {BASE_VERSION, *versions} and seen_versions & set(versions)
+
+
+def test_re_upserting_unchanged_items_leaves_the_indexes_alone(tmp_path: Path, items: list[ItemRecord]) -> None:
+    with Engine.open(EngineConfig(home=tmp_path, encoder="fake", index="hnsw")) as eng:
+        eng.upsert_items(items)
+        delta = eng.stats()["bm25_delta"]
+        eng.upsert_items(items)  # a platform re-syncing its catalog
+        assert eng.catalog.index.n_tombstones == 0 and eng.stats()["bm25_delta"] == delta
+        changed = ItemRecord(items[0].item_id, title="zebra documentary", categories=("drama",))
+        eng.upsert_items([changed])
+        assert eng.catalog.index.n_tombstones == 1
+        assert eng.search("zebra", k=1).items[0].item_id == items[0].item_id
+        assert eng.get_item(items[0].item_id).title == "zebra documentary"
+
+
+def test_redis_user_state_survives_a_restart(tmp_path: Path, items: list[ItemRecord]) -> None:
+    """With a shared (Redis) user state the history is not replayed into it at open: it is
+    already there, and replaying would duplicate it."""
+    import os
+    import uuid
+
+    redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install 'lmrec[serve]')")
+    base = os.environ.get("LMREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(base, socket_connect_timeout=2).ping()
+    except redis.RedisError as e:
+        pytest.skip(f"Redis not reachable at {base}: {e}")
+    url = f"{base}?prefix=lmrec-test-{uuid.uuid4().hex}:"
+    hist = ids_of("comedy", items)[:3]
+    try:
+        with Engine.open(config(tmp_path, user_state_url=url)) as eng:
+            eng.upsert_items(items)
+            eng.ingest(views("u1", hist))
+        with Engine.open(config(tmp_path, user_state_url=url)) as eng:
+            assert [h.item_id for h in eng.user_state.history("u1", 10)] == hist  # not doubled
+            ex = eng.recommend("u1", k=1, explain=True).items[0].explanation
+            assert ex["because"]["item_id"] in hist and eng.profiles.n_events("u1") == 3
+    finally:
+        from lmrec.stores.state import RedisUserState
+
+        state = RedisUserState(url)
+        state.clear()
+        state.close()
