@@ -14,17 +14,32 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- BENCHMARKS:START -->", "<!-- BENCHMARKS:END -->"
 
-#: (result file, heading, note) in README order
+#: (result file, heading, note) in README order; a section whose result file is missing is skipped
 SECTIONS = [
     ("baselines", "Classic baselines (full ranking, tuned on validation, refit on train + validation)",
      "ΔNDCG@10 is the paired-bootstrap difference to the best model of the same data set (95% CI)."),
     ("lm_recall", "Language-model recall channels, CF + LM blends and cold start",
      "Zero-shot MiniLM (packaged, offline) over each item's text; ΔNDCG@10 is the paired-bootstrap "
      "difference to the named reference (95% CI). Cold-start rows rank only items never seen in "
-     "training, with ties broken at random (popular / ease averaged over 5 tie seeds)."),
+     "training, with ties broken at random (popular / ease averaged over 5 tie seeds): "
+     "`-coldstart-random` holds out a random 20% of the items, `-coldstart` the items first seen in "
+     "the last 10% of the timeline."),
+    ("search", "Product search (Home Depot, English) and query-title relevance (QBQTC, Chinese)",
+     "Home Depot: NDCG@10 over each test query's judged products (graded 1-3), Recall@100 and "
+     "NDCG@10_catalog over the whole 54,667-product catalog (see the benchmark's markdown for all "
+     "columns). Latency per query includes query encoding, single thread, on a loaded machine."),
+    ("encoders", "Encoders: torch vs ONNX fp32 vs ONNX int8",
+     "Single-query latency and throughput at one thread; the int8 quality cost on real tasks is in "
+     "the lm_recall table (minilm-int8 rows) and in the search table."),
+    ("vector_index", "Vector index: exact vs faiss flat vs HNSW", ""),
+    ("sequential", "Trained sequential recommenders (SASRec+, text-aware)", ""),
+    ("two_tower", "Two-tower recommender (frozen LM item tower + MLP)", ""),
+    ("finetune_search", "Fine-tuning the bi-encoder on Home Depot queries", ""),
+    ("pipeline", "Multi-stage pipeline: recall -> merge -> rank -> re-rank", ""),
+    ("ingest", "Event ingest with durability on (SQLite WAL synchronous=FULL, PostgreSQL fsync)", ""),
+    ("realtime", "Serving engine in process: latency and event-to-effect", ""),
+    ("service", "HTTP service under load", ""),
 ]
-#: the other language-model benchmarks join this list once they have been run at full scale on a quiet
-#: machine (their preliminary results are in benchmarks/results/)
 
 
 def section(name: str, heading: str, note: str) -> str | None:

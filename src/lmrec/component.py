@@ -39,6 +39,8 @@ _REGISTRY: dict[str, str | type[Recommender] | Factory] = {
     "lm-recency": "lmrec.recall.lm_user:LMRecencyRecommender",
     "lm-multi": "lmrec.recall.lm_user:LMMultiRecommender",
     "blend": "lmrec.recall.blend:BlendRecommender",
+    "pipeline": "lmrec.pipeline:RecPipeline",
+    "two-tower": "lmrec.models.two_tower:TwoTowerRecommender",
 }
 
 
@@ -146,3 +148,6 @@ def load_model(path: str | Path) -> Recommender:
     if loader is None:
         raise TypeError(f"model {cfg['model']!r} is registered as a factory and cannot be loaded")
     return loader(path)
+
+
+import lmrec.models  # noqa: E402,F401  registers the trained models ("sasrec", ...) lazily; imports no torch

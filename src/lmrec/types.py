@@ -43,13 +43,15 @@ class Candidates:
     `items` are internal item indices (rows of the dataset's item IdMap), `scores` the score
     of the stage that produced the current order. `sources` names the channel(s) that produced
     each item and `stage_scores` keeps every stage's score column so later stages (and
-    explanations) can use them.
+    explanations) can use them. `explanations`, when present, holds one JSON-able dict per
+    item (why it was recommended), filled by the pipeline's `recommend(..., explain=True)`.
     """
 
     items: np.ndarray
     scores: np.ndarray
     sources: list[tuple[str, ...]] | None = None
     stage_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    explanations: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.items = np.asarray(self.items, dtype=np.int64)
@@ -63,6 +65,8 @@ class Candidates:
         for name, col in self.stage_scores.items():
             if len(col) != len(self.items):
                 raise ValueError(f"Candidates: stage score {name!r} has the wrong length")
+        if self.explanations is not None and len(self.explanations) != len(self.items):
+            raise ValueError("Candidates: explanations must have one entry per item")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -95,11 +99,21 @@ class Candidates:
 
     def top(self, n: int) -> Candidates:
         """The first n candidates (the list is assumed to be in rank order)."""
-        sl = slice(0, n)
+        return self.take(slice(0, max(int(n), 0)))
+
+    def take(self, index: np.ndarray | slice | list[int], scores: np.ndarray | None = None) -> Candidates:
+        """The candidates at `index` (positions: a reorder, a subset or a slice), carrying every
+        column along; `scores` replaces the score column of the result when given."""
+        pos = np.arange(len(self.items))[index] if isinstance(index, slice) else \
+            np.asarray(index, dtype=np.int64).reshape(-1)
+        new_scores = self.scores[pos] if scores is None else np.asarray(scores, dtype=np.float32)
+        if len(new_scores) != len(pos):
+            raise ValueError(f"Candidates.take: {len(new_scores)} scores for {len(pos)} items")
         return Candidates(
-            self.items[sl], self.scores[sl],
-            None if self.sources is None else self.sources[sl],
-            {k: v[sl] for k, v in self.stage_scores.items()},
+            self.items[pos], new_scores,
+            None if self.sources is None else [self.sources[i] for i in pos],
+            {k: np.asarray(v)[pos] for k, v in self.stage_scores.items()},
+            None if self.explanations is None else [self.explanations[i] for i in pos],
         )
 
 

@@ -91,7 +91,7 @@ def test_demo_on_generated_data(tmp_path, monkeypatch):
     from lmrec.cli import common
 
     monkeypatch.setattr(common.console, "width", 200)  # the table must not squeeze model names out
-    res = runner.invoke(app, ["demo", "--data-dir", str(tmp_path)])
+    res = runner.invoke(app, ["bench-demo", "--data-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "generated-demo" in res.output
     for name in ("popular", "ease", "bpr"):

@@ -1,19 +1,25 @@
-"""The `lmrec` command line: data, eval, models, demo."""
+"""The `lmrec` command line: data, eval, models, search, recommend, serve, keys, demo."""
 
 from __future__ import annotations
 
 import typer
 
-from lmrec.cli import data_cmd, eval_cmd, serve_cmd
+from lmrec.cli import data_cmd, eval_cmd, finetune_cmd, fit_cmd, pipeline_cmd, serve_cmd, service_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="lmrec: search and recommendation with language models.")
 app.add_typer(data_cmd.app, name="data", help="Inspect, validate, clean and download data sets.")
 app.command("eval")(eval_cmd.eval_command)
+app.command("fit")(fit_cmd.fit_command)
 app.command("models")(eval_cmd.models_command)
-app.command("demo")(eval_cmd.demo_command)
+app.add_typer(service_cmd.keys_app, name="keys", help="Create, list and revoke the service's API keys.")
+app.command("serve")(service_cmd.serve_command)
+app.command("demo")(service_cmd.demo_command)
+app.command("bench-demo")(eval_cmd.demo_command)
 app.command("search")(serve_cmd.search_command)
 app.command("recommend")(serve_cmd.recommend_command)
+app.command("pipeline")(pipeline_cmd.pipeline_command)
+app.command("finetune-encoder")(finetune_cmd.finetune_encoder_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -113,7 +113,7 @@ def test_registry_and_grids() -> None:
     assert isinstance(create("lm-recency", {"encoder": "fake"}), LMRecencyRecommender)
     assert create("blend", {"weight": 0.25}).params["weight"] == 0.25
     assert {p["half_life"] for p in DEFAULT_GRIDS["lm-recency"]} == {2.0, 5.0, 10.0, 20.0}
-    assert [p["weight"] for p in DEFAULT_GRIDS["blend"]] == [0, 0.25, 0.5, 0.75, 1, 1.5, 2]
+    assert [p["weight"] for p in DEFAULT_GRIDS["blend"]] == [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5]
     with pytest.raises(Exception, match="mode"):
         LMRecencyRecommender(mode="mean")
 

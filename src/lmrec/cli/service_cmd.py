@@ -1,0 +1,395 @@
+"""`lmrec serve`, `lmrec keys create|list|revoke` and `lmrec demo`: run and operate the service.
+
+`lmrec demo` builds a ready-to-query home (the generated bilingual shop of `lmrec.serving.demo`,
+or MovieLens-100k), creates an admin key and serves it, printing curl examples; `--smoke` runs
+the same examples in-process instead and exits (what CI runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from lmrec.cli.common import console, fail
+
+keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                       help="Create, list and revoke the service's API keys.")
+
+HomeOpt = typer.Option(None, "--home", help="Service home folder (its sqlite store is <home>/lmrec.db).")
+StoreOpt = typer.Option(None, "--store-url", help="Record store URL: sqlite:///path.db or postgresql://... "
+                                                  "(default: the sqlite file in --home).")
+
+
+def _store_url(home: Optional[Path], store_url: Optional[str]) -> str:
+    if store_url:
+        return store_url
+    if home is None:
+        raise fail("give --home DIR or --store-url URL")
+    return f"sqlite:///{home.expanduser().resolve()}/lmrec.db"
+
+
+def _open_store(home: Optional[Path], store_url: Optional[str]) -> Any:
+    from lmrec.stores.sql import open_store
+
+    url = _store_url(home, store_url)
+    if url.startswith("sqlite:///") and home is not None:
+        home.expanduser().mkdir(parents=True, exist_ok=True)
+    try:
+        return open_store(url)
+    except Exception as e:  # noqa: BLE001 - a bad URL or unreachable server is a CLI error
+        raise fail(f"cannot open the store: {e}") from None
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Service logs (the masked access log and application events) on stderr, one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("lmrec", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [handler]
+        lg.setLevel(level.upper())
+        lg.propagate = False
+
+
+def _limit_thread_env(n: int) -> None:
+    """Thread caps read by BLAS / OpenMP / torch when they load: set before any of them is imported."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+
+
+def serve_command(
+    home: Path = typer.Option(..., "--home", help="Service home: index/, models/ and the sqlite store."),
+    host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1, or LMREC_HOST)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 8000, or LMREC_PORT)."),
+    store_url: Optional[str] = typer.Option(None, "--store-url", help="sqlite:///path.db or postgresql://..."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="minilm | e5-small | minilm-int8 | fake ..."),
+    index: Optional[str] = typer.Option(None, "--index", help="flat | hnsw"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without API keys (local demo only)."),
+    log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
+) -> None:
+    """Run the HTTP service (one uvicorn worker) over the engine in --home."""
+    _limit_thread_env(1)
+    config = build_config(home, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
+                          no_auth=no_auth)
+    run_server(config, log_level)
+
+
+def build_config(home: Path, engine_extra: dict[str, Any] | None = None, **options: Any) -> Any:
+    """A ServiceConfig from LMREC_* variables with the given CLI options (and engine settings) on top."""
+    from pydantic import ValidationError
+
+    from lmrec.serving.config import ServiceConfig
+
+    engine: dict[str, Any] = {"home": home.expanduser().resolve(), **(engine_extra or {})}
+    for name in ("store_url", "encoder", "index"):
+        if options.get(name) is not None:
+            engine[name] = options[name]
+    service = {k: options[k] for k in ("host", "port") if options.get(k) is not None}
+    if options.get("no_auth"):
+        service["auth_enabled"] = False
+    for name in ("rate_limit_rps", "rate_limit_burst"):
+        if options.get(name) is not None:
+            service[name] = options[name]
+    try:
+        return ServiceConfig(engine=engine, **service)
+    except ValidationError as e:
+        raise fail(f"invalid service configuration:\n{e}") from None
+
+
+def run_server(config: Any, log_level: str = "info") -> None:
+    """Serve `config` with uvicorn in this process until interrupted."""
+    import uvicorn
+
+    from lmrec.serving.app import create_app
+
+    configure_logging(log_level)
+    if not config.auth_enabled:
+        console.print("[bold yellow]warning:[/] authentication is OFF (--no-auth): anyone who can reach "
+                      f"{config.host}:{config.port} can read and write. Use this for local demos only.")
+    config.engine.home.mkdir(parents=True, exist_ok=True)
+    app = create_app(config)
+    # uvicorn's own access log prints raw paths (user ids, queries): the app logs a masked line instead.
+    # Keep-alive outlasts the 60 s idle timeout of common load balancers, so the server is never the
+    # side that closes a pooled connection just as a client reuses it.
+    uvicorn.run(app, host=config.host, port=config.port, workers=1, access_log=False, log_config=None,
+                log_level=log_level.lower(), timeout_keep_alive=65, timeout_graceful_shutdown=10)
+
+
+# ---- keys -------------------------------------------------------------------------------------------
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="What the key is for (shown in logs and `keys list`)."),
+    scopes: str = typer.Option("read", "--scopes", help="Comma-separated: read, write, admin."),
+    home: Optional[Path] = HomeOpt,
+    store_url: Optional[str] = StoreOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the key (for scripts)."),
+) -> None:
+    """Create an API key and print it once: only its hash is stored."""
+    from lmrec.serving.auth import create_api_key
+
+    store = _open_store(home, store_url)
+    try:
+        key, record = create_api_key(store, name, scopes.split(","))
+    except ValueError as e:
+        raise fail(str(e)) from None
+    finally:
+        store.close()
+    if quiet:
+        typer.echo(key)
+        return
+    console.print(f"created key [bold]{record.key_id}[/] ({record.name}) with scopes {', '.join(record.scopes)}")
+    console.print("store it now, it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(home: Optional[Path] = HomeOpt, store_url: Optional[str] = StoreOpt) -> None:
+    """List the API keys (ids, names, scopes, state; never secrets)."""
+    import datetime as dt
+
+    store = _open_store(home, store_url)
+    try:
+        keys = store.api_keys()
+    finally:
+        store.close()
+    t = Table(title=f"{len(keys)} API keys")
+    for col in ("key id", "name", "scopes", "created", "state"):
+        t.add_column(col)
+    for k in keys:
+        created = dt.datetime.fromtimestamp(k.created_at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        t.add_row(k.key_id, k.name, ",".join(k.scopes), created, "[red]revoked[/]" if k.revoked else "active")
+    console.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id (the part after 'lmr_', or the whole key)."),
+                home: Optional[Path] = HomeOpt, store_url: Optional[str] = StoreOpt) -> None:
+    """Revoke an API key (a running service stops accepting it within auth_cache_seconds)."""
+    if key_id.startswith("lmr_"):
+        key_id = key_id.split("_")[1]
+    store = _open_store(home, store_url)
+    try:
+        done = store.revoke_api_key(key_id)
+    finally:
+        store.close()
+    if not done:
+        raise fail(f"no active key {key_id!r}")
+    console.print(f"revoked {key_id}")
+
+
+# ---- demo -------------------------------------------------------------------------------------------
+DEMO_DATASETS = ("demo", "ml-100k")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example request of the demo: shown as curl, run in-process by --smoke."""
+
+    title: str
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+
+    def curl(self, base: str) -> str:
+        parts = [f"curl -s -X {self.method}" if self.method != "GET" else "curl -s",
+                 '-H "Authorization: Bearer $LMREC_KEY"']
+        if self.params and self.method == "GET":
+            parts.append("--get")
+            parts += [f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in self.params.items()]
+        if self.body is not None:
+            parts += ['-H "Content-Type: application/json"', f"-d {shlex.quote(json.dumps(self.body, ensure_ascii=False))}"]
+        parts.append(shlex.quote(base + self.path))
+        return " ".join(parts)
+
+
+def demo_examples(dataset: str) -> list[Example]:
+    """The requests the demo prints (and --smoke runs) for its data set."""
+    if dataset == "demo":
+        user, item, en, zh = "demo-u0001", "shoe-003", "waterproof trail running shoes", "轻便跑步鞋"
+        new_item = {"title": "Stridewell Cloudstep Kids' running shoe", "text": "Soft foam and a hook-and-loop strap, "
+                    "for school sports days.", "categories": ["running-shoes"], "attributes": {"price": 399.0}}
+    else:
+        user, item, en, zh = "196", "50", "space adventure with robots", "太空冒险电影"
+        new_item = {"title": "Interstellar Drift (2026)", "text": "A crew of engineers races a dying star.",
+                    "categories": ["Sci-Fi", "Adventure"]}
+    return [
+        Example(f"recommendations for user {user}", "GET", f"/recommend/{user}", {"k": 5}),
+        Example("search in English", "GET", "/search", {"q": en, "k": 5}),
+        Example("search in Chinese", "GET", "/search", {"q": zh, "k": 5}),
+        Example("personalised search", "GET", "/search", {"q": en, "k": 5, "user_id": user}),
+        Example(f"items similar to {item}", "GET", f"/items/{item}/similar", {"k": 5}),
+        Example("post an event (a click)", "POST", "/events", body={"user_id": user, "item_id": item, "kind": "click"}),
+        Example("upsert an item (searchable at once)", "PUT", "/items/new-demo-item", body=new_item),
+        Example("search finds the new item", "GET", "/search", {"q": new_item["title"], "k": 3}),
+        Example("recommendations with explanations", "GET", f"/recommend/{user}", {"k": 3, "explain": "true"}),
+    ]
+
+
+def seed_home(config: Any, dataset: str, data_dir: Optional[Path]) -> dict[str, Any]:
+    """Write the demo catalog and interactions into the home's store (once: a home that
+    already has items is left as it is). Returns what is in the store."""
+    from lmrec.stores.sql import open_store
+
+    config.engine.home.mkdir(parents=True, exist_ok=True)
+    store = open_store(config.store_url())
+    try:
+        if store.count_items() == 0:
+            if dataset == "demo":
+                from lmrec.serving.demo import seed_demo
+
+                with console.status("writing the demo catalog and shoppers"):
+                    seed_demo(store)
+            else:
+                _seed_movielens(store, data_dir)
+        return {"items": store.count_items(), "events": store.count_events()}
+    finally:
+        store.close()
+
+
+def _seed_movielens(store: Any, data_dir: Optional[Path]) -> None:
+    """MovieLens-100k: titles and genres as items, ratings as `rating` events."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from lmrec.cli.common import load_named_dataset
+    from lmrec.stores.records import EventRecord, ItemRecord
+
+    ds = load_named_dataset("ml-100k", data_dir)
+    table = ds.item_table
+    items = [ItemRecord(item_id, title=table.title[i] if table else "", categories=tuple(table.categories[i]) if table else ())
+             for i, item_id in enumerate(ds.items.ids)]
+    store.upsert_items(items)
+    x = ds.interactions
+    order = np.argsort(x.timestamp, kind="stable")
+    users, item_ids = ds.users.ids, ds.items.ids
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"writing {len(order)} ratings as events", total=len(order))
+        for s in range(0, len(order), 10_000):
+            rows = order[s:s + 10_000]
+            store.append_events([EventRecord(users[x.user[j]], item_ids[x.item[j]], "rating", float(x.value[j]),
+                                             float(x.timestamp[j])) for j in rows])
+            bar.advance(task, len(rows))
+
+
+def demo_command(
+    dataset: str = typer.Option("demo", "--dataset", "-d",
+                                help="demo (a generated bilingual shop) or ml-100k (MovieLens from the data directory). "
+                                     "With --eval: any data set name or 'auto'."),
+    port: int = typer.Option(8000, "--port", help="Port of the demo server."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address of the demo server."),
+    smoke: bool = typer.Option(False, "--smoke", help="Run the example requests in-process, print the answers and exit."),
+    home: Optional[Path] = typer.Option(None, "--home", help="Demo home (default: ~/.cache/lmrec/demo/<dataset>; "
+                                                             "a temporary folder with --smoke)."),
+    encoder: str = typer.Option("e5-small", "--encoder", help="Text encoder: e5-small (multilingual, the "
+                                                              "catalog has Chinese items), minilm, fake ..."),
+    eval_: bool = typer.Option(False, "--eval", help="Instead: evaluate the baselines (same as `lmrec bench-demo`)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
+) -> None:
+    """Serve a ready-made shop (or MovieLens-100k) and print curl examples; works offline."""
+    if eval_:
+        from lmrec.cli.eval_cmd import demo_command as eval_demo
+
+        eval_demo(dataset="auto" if dataset == "demo" else dataset, data_dir=data_dir)
+        return
+    if dataset not in DEMO_DATASETS:
+        raise fail(f"--dataset must be one of {', '.join(DEMO_DATASETS)} (got {dataset!r})")
+    _limit_thread_env(1)
+    with tempfile.TemporaryDirectory(prefix="lmrec-demo-") as tmp:
+        if home is None:
+            home = Path(tmp) if smoke else _cache_dir() / "demo" / dataset
+        # one embedding cache for every demo home: a re-run (or a --smoke in a fresh folder) embeds nothing again
+        config = build_config(home, {"embedding_cache": _cache_dir() / "embeddings", "progress": True},
+                              host=host, port=port, encoder=encoder)
+        summary = seed_home(config, dataset, data_dir)
+        store = _open_store(None, config.store_url())
+        try:
+            from lmrec.serving.auth import create_api_key
+
+            key, _ = create_api_key(store, f"demo-admin-{dataset}", ["admin"])
+        finally:
+            store.close()
+        console.print(f"[bold]{dataset}[/] home {home}: {summary['items']} items, {summary['events']} events; "
+                      f"encoder {encoder}")
+        examples = demo_examples(dataset)
+        if smoke:
+            raise typer.Exit(run_smoke(config, key, examples))
+        _print_curl(config, key, examples)
+        run_server(config)
+
+
+def _cache_dir() -> Path:
+    from lmrec.settings import Settings
+
+    return Path(Settings().cache_dir).expanduser()
+
+
+def _print_curl(config: Any, key: str, examples: list[Example]) -> None:
+    base = f"http://{config.host}:{config.port}"
+    console.print(f"\n[bold]admin key[/] (created for this demo; `lmrec keys list --home {config.engine.home}`):")
+    typer.echo(f"export LMREC_KEY={key}\n")
+    for ex in examples:
+        console.print(f"[dim]# {ex.title}[/]")
+        typer.echo(ex.curl(base))
+    console.print(f"\nAPI docs: {base}/docs   readiness: {base}/ready   metrics: {base}/metrics\n")
+
+
+def run_smoke(config: Any, key: str, examples: list[Example], timeout_s: float = 600.0) -> int:
+    """Run `examples` against the app in-process; 0 when every one succeeded."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from lmrec.serving.app import create_app
+
+    app = create_app(config)
+    failures = 0
+    with TestClient(app) as client:
+        with console.status("opening the engine (the first run embeds the catalog)"):
+            deadline = time.monotonic() + timeout_s
+            while client.get("/ready").status_code != 200:
+                if time.monotonic() > deadline or app.state.service.open_error:
+                    console.print(f"[red]engine not ready: {client.get('/ready').json()}[/]")
+                    return 1
+                time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {key}"}
+        engine = app.state.service.engine
+        for ex in examples:
+            r = client.request(ex.method, ex.path, params=ex.params or None, json=ex.body, headers=headers)
+            ok = r.status_code < 400
+            failures += not ok
+            console.print(f"[bold]{ex.title}[/]: {ex.method} {ex.path} {ex.params or ''} -> "
+                          f"[{'green' if ok else 'red'}]{r.status_code}[/]", highlight=False)
+            console.print(_summarise(r.json() if ok else r.text, engine), highlight=False, markup=False)
+    console.print("[green]smoke test passed[/]" if not failures else f"[red]{failures} example(s) failed[/]")
+    return 1 if failures else 0
+
+
+def _summarise(body: Any, engine: Any) -> str:
+    """A ranking as 'rank. id  title [sources]' lines (and the first explanation); anything
+    else as compact JSON."""
+    if isinstance(body, dict) and "items" in body and "ranking_id" in body:
+        lines = [f"  ranking {body['ranking_id'][:8]}.., model {body['model_version']}"]
+        for n, it in enumerate(body["items"], 1):
+            rec = engine.get_item(it["item_id"]) if engine is not None else None
+            title = rec.title if rec is not None else ""
+            lines.append(f"  {n}. {it['item_id']} {title[:44]} [{','.join(it['sources'])}]")
+        first = body["items"][0].get("explanation") if body["items"] else None
+        if first:
+            lines.append("  why #1: " + _clip(json.dumps(first, ensure_ascii=False), 200))
+        return "\n".join(lines)
+    return "  " + _clip(json.dumps(body, ensure_ascii=False) if not isinstance(body, str) else body, 300)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + "..."

