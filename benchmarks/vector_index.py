@@ -125,6 +125,8 @@ def main() -> None:
     ap.add_argument("--ef-high", type=int, default=128, help="the second HNSW ef_search")
     ap.add_argument("--build-threads", type=int, default=1, help="1: faster than 2 on the loaded 2 cores")
     ap.add_argument("--kinds", default="exact,flat,hnsw")
+    ap.add_argument("--ef-construction", type=int, default=200,
+                    help="HNSW build breadth (lower builds faster at some recall cost)")
     ap.add_argument("--name", default="vector_index")
     args = ap.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -159,7 +161,7 @@ def main() -> None:
             emit(search_row(flat, row, queries, truth))
             del flat
         if "hnsw" in kinds:
-            params = {"M": 16, "ef_construction": 200, "ef_search": 64}
+            params = {"M": 16, "ef_construction": args.ef_construction, "ef_search": 64}
             hnsw, row = measure("hnsw", params, data, queries, truth, args.build_threads)
             emit(search_row(hnsw, row, queries, truth))
             hnsw.ef_search = args.ef_high
