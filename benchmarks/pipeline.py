@@ -85,10 +85,22 @@ def references(dataset: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 # --- helpers -------------------------------------------------------------------------------
+# Learned rankers are sensitive to the last bits of their input features (a LightGBM bin edge),
+# and EASE's scores change in those bits with the BLAS thread count; this script runs BLAS on one
+# thread, so the CLI command that re-runs a row does too (with two BLAS threads the ML-100k
+# LambdaRank row gives NDCG@10 0.1005 instead of 0.1036).
+ONE_THREAD = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
+
+
+def reproduce(dataset: str, model: str, params: dict) -> str:
+    """The CLI command that re-runs one accuracy / trade-off row."""
+    env = f"{ONE_THREAD} " if model == "pipeline" else ""
+    return f"{env}lmrec eval --dataset {dataset} --model {model} --params '{json.dumps(params, sort_keys=True)}'"
+
+
 def _row(res: EvalResult, dataset: str, split: str, model: str, params: dict, **extra: Any) -> dict[str, Any]:
     row = res.row(dataset=dataset, split=split, model=model, params=params, **extra)
-    row["reproduce"] = (f"lmrec eval --dataset {dataset} --model {model} "
-                        f"--params '{json.dumps(params, sort_keys=True)}'")
+    row["reproduce"] = reproduce(dataset, model, params)
     return row
 
 
@@ -367,7 +379,11 @@ def tables(rows: list[dict[str, Any]], extra: dict[str, list]) -> str:
                        f"{r['NDCG@10']:.4f} ± {r['NDCG@10_se']:.4f} | {r['HR@10']:.4f} | {r['Recall@20']:.4f} | {delta} | "
                        f"{r.get('AUC', '-')} | {r.get('gAUC', '-')} | {r.get('pool_NDCG@10', '-')} |\n")
         out.append("\nAUC / gAUC / pool NDCG@10: the ranker's scores on the test candidates (pooled ROC-AUC, mean "
-                   "per-user AUC, NDCG@10 of the candidate pool re-ranked; users whose test item is in the pool).\n")
+                   "per-user AUC, NDCG@10 of the candidate pool re-ranked; users whose test item is in the pool).\n"
+                   f"\nRe-run a pipeline row with `{ONE_THREAD} lmrec eval ...` (each row's `reproduce` in the JSON): "
+                   "this script runs BLAS on one thread, and a learned ranker is sensitive to the last bits of its "
+                   "features (EASE's scores move in those bits with the BLAS thread count); with two BLAS threads "
+                   "the ML-100k LambdaRank row gives NDCG@10 0.1005 instead of 0.1036.\n")
     imp = extra.get("importance", [])
     if imp:
         out.append("\n### LambdaRank feature importance (total gain, top 10)\n\n")
@@ -434,26 +450,29 @@ def main() -> None:
         nonlocal rows
         rows = [r for r in rows if not pred(r)]
 
-    def save() -> None:
-        commands_now = {**commands}
-        doc_cmd = "python benchmarks/pipeline.py " + " ".join(sys.argv[1:])
-        _, md = write_results(args.name, rows, command=doc_cmd.strip(), out_dir=RESULTS)
+    def order(r: dict[str, Any]) -> tuple:
+        part = PARTS.index(r["part"]) if r.get("part") in PARTS else len(PARTS)
+        return part, DATASETS.index(r["dataset"]) if r["dataset"] in DATASETS else len(DATASETS)
+
+    def save(command: str) -> None:
+        rows.sort(key=order)  # stable: the order within a part and data set is kept
+        for r in rows:
+            if r.get("part") in ("accuracy", "tradeoff"):
+                r["reproduce"] = reproduce(r["dataset"], r["model"], r["params"])
+        _, md = write_results(args.name, rows, command=command, out_dir=RESULTS)
         doc = json.loads(out_json.read_text())
-        doc["extra"], doc["commands"] = extra, commands_now
+        doc["extra"], doc["commands"] = extra, commands
         out_json.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         with md.open("a", encoding="utf-8") as f:
             f.write(tables(rows, extra))
-            f.write("\n## Commands of each part\n\n" + "".join(f"- {k}: `{v}`\n" for k, v in commands_now.items()))
+            f.write("\n## Commands of each part\n\n" + "".join(f"- {k}: `{v}`\n" for k, v in commands.items()))
 
     cmd = "python benchmarks/pipeline.py " + " ".join(sys.argv[1:])
-    if args.replot:
+    if args.replot:  # tables and plots from the saved rows; the last run's command stays
         trade = [r for r in rows if r.get("part") == "tradeoff"]
         if trade:
             plot_tradeoff(trade)
-        md = RESULTS / f"{args.name}.md"
-        head = md.read_text(encoding="utf-8").split("\n## ")[0]  # the shared table; the sections follow
-        md.write_text(head + tables(rows, extra) + "\n## Commands of each part\n\n"
-                      + "".join(f"- {k}: `{v}`\n" for k, v in commands.items()), encoding="utf-8")
+        save(old.get("command", cmd))
         return
     with threadpool_limits(1):
         if "accuracy" in parts or "tradeoff" in parts:
@@ -467,7 +486,7 @@ def main() -> None:
                         r["part"] = "accuracy"
                     rows += new
                     commands[f"accuracy {name}"] = cmd
-                    save()
+                    save(cmd)
                 if "tradeoff" in parts and name == "ml-100k":
                     if pipe is None:
                         _, pipe, split = accuracy(name, {})
@@ -478,7 +497,7 @@ def main() -> None:
                     rows += new
                     plot_tradeoff(new)
                     commands["tradeoff"] = cmd
-                    save()
+                    save(cmd)
         if "latency" in parts:
             keep(lambda r: r.get("part") == "latency")
             for n in (int(x) for x in args.latency_items.split(",") if x):
@@ -486,7 +505,7 @@ def main() -> None:
                 r["part"] = "latency"
                 rows.append(r)
                 commands["latency"] = cmd
-                save()
+                save(cmd)
         if "search" in parts:
             keep(lambda r: r.get("part") == "search")
             new = search(args)
@@ -494,7 +513,7 @@ def main() -> None:
                 r["part"] = "search"
             rows += new
             commands["search"] = cmd
-            save()
+            save(cmd)
     console.print(rich_table([r for r in rows if r.get("part") == "accuracy"]))
     console.print(f"wrote {out_json}")
 
