@@ -15,7 +15,8 @@ Parts (`--only`, repeatable; results are merged into benchmarks/results/sequenti
 so parts can run separately):
 - ml-100k: SASRec+ max_len 50 (`--seeds`, default 3); text-aware with / without ID (seed 0
   unless `--text-seeds`); paired bootstrap of the text rows against SASRec+ seed 0.
-- ml-100k-l200: SASRec+ max_len 200 (`--seeds-l200`, default 1).
+- ml-100k-l200: SASRec+ max_len 200 (`--seeds-l200`, default 1) and text-aware + ID max_len 200
+  (`--text-seeds`).
 - amazon: Amazon Scientific (given split): SASRec+ and text-aware with / without ID.
 - cold: the random held-out-items cold-start split (`coldstart-random`: 20% of the items
   never seen in training; only they are ranked) on ml-100k and amazon-scientific:
@@ -94,7 +95,9 @@ def specs(part: str, args: argparse.Namespace) -> list[Spec]:
                 Spec("ml-100k", None, "sasrec-text", {**text, "id_fusion": "gate"}, "text+id L=50", args.text_seeds),
                 Spec("ml-100k", None, "sasrec-text", {**text, "id_fusion": "none"}, "text L=50", args.text_seeds)]
     if part == "ml-100k-l200":
-        return [Spec("ml-100k", None, "sasrec", {**sasrec, "max_len": 200}, "sasrec+ L=200", args.seeds_l200)]
+        return [Spec("ml-100k", None, "sasrec", {**sasrec, "max_len": 200}, "sasrec+ L=200", args.seeds_l200),
+                Spec("ml-100k", None, "sasrec-text", {**text, "max_len": 200, "id_fusion": "gate"}, "text+id L=200",
+                     args.text_seeds)]
     # sparse Amazon data: dropout 0.5, as Kang & McAuley chose for every data set but ML-1M
     amazon = {"dropout": 0.5}
     if part == "amazon":
@@ -200,7 +203,7 @@ def popular_cold(dataset: str, split: Any) -> tuple[dict[str, Any], Any]:
 
 
 def run_part(part: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    todo = specs(part, args)
+    todo = [s for s in specs(part, args) if not args.label or s.label in args.label]
     rows: list[dict[str, Any]] = []
     by_split: dict[tuple[str, str | None], list[Spec]] = {}
     for s in todo:
@@ -288,6 +291,7 @@ def main() -> None:
     ap.add_argument("--seeds-l200", type=int, default=1, help="seeds of SASRec+ max_len 200 on ml-100k")
     ap.add_argument("--text-seeds", type=int, default=1, help="seeds of the text-aware rows")
     ap.add_argument("--amazon-seeds", type=int, default=1, help="seeds of the amazon rows")
+    ap.add_argument("--label", action="append", help="run only the rows with this label (repeatable), e.g. 'text+id L=200'")
     ap.add_argument("--encoder", default="minilm", help="text encoder of the text-aware rows")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per fit (the machine is shared)")
     ap.add_argument("--smoke", action="store_true", help="2 epochs per fit: checks the script, not the models")

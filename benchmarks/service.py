@@ -9,13 +9,21 @@ What is measured (each a row of benchmarks/results/service.json / .md):
 - with `--soak-seconds N`: 80% recommend / 20% search at `--rate` for N s, errors counted and
   the server's RSS sampled every 10 s (memory should stay flat).
 
-Latency is measured from the time each request was *scheduled* (open loop: requests are sent
-on a fixed timetable whether or not earlier ones have returned), so a slow server cannot hide
-its queueing by slowing the client down (no coordinated omission).
+Load client of the rate phases (`--client`):
+- wrk (the default when `wrk` is on PATH; Debian/Ubuntu: `apt install wrk`): one client thread,
+  40 connections, each pausing an exponentially distributed time between its requests, so the
+  server sees a Poisson stream at about the target rate while no connection is ever busy for
+  long; latency is from each send to its response (wrk's HdrHistogram). The achieved req/s is
+  reported beside the target.
+- python: an httpx open-loop client measuring from the time each request was *scheduled*
+  (requests leave on a fixed timetable whether or not earlier ones returned: no coordinated
+  omission). It costs ~1 ms of client CPU per request, which on 2 cores is taken from the
+  server: at 200 req/s on a loaded machine it fell behind (client_kept_up False).
+Phases sent one at a time (`sequential`) and event-to-effect always use httpx.
 
 Encoders: the catalog is embedded with the hashing `fake-384` encoder (building 100k real
 MiniLM embeddings takes hours on 2 cores), while /search encodes every query with the real
-MiniLM (`query_encoder=minilm`, same dimension): query latency is the real one, the dense
+MiniLM (`--query-encoder`, default `minilm-int8`: the ONNX int8 export, same dimension): query latency is the real one, the dense
 hits are not meaningful. The engine serves LM-profile + CF (ALS, trained through
 POST /admin/train before the load) + popularity.
 
@@ -31,12 +39,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +227,10 @@ class Run:
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
+    @property
+    def n_ok(self) -> int:
+        return len(self.latencies_ms)
+
     def row(self, **ids: Any) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
         ok = len(self.latencies_ms)
@@ -309,6 +324,103 @@ def sequential(base: str, headers: dict[str, str], n: int, make_request: Any, la
     return run
 
 
+# ---- the wrk client ----------------------------------------------------------------------------------
+#: wrk script: replays a file of request paths; each connection pauses an exponentially distributed
+#: time between its requests, so 40 mostly idle connections send a Poisson stream at the target rate
+#: (a few connections sending back to back would hide the server's queueing: closed loop)
+WRK_LUA = r"""
+local paths = {}
+for line in io.lines(os.getenv("LMREC_WRK_PATHS")) do paths[#paths + 1] = line end
+local pause = tonumber(os.getenv("LMREC_WRK_PAUSE_MS"))
+local i = 0
+math.randomseed(tonumber(os.getenv("LMREC_WRK_SEED") or "1"))
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("LMREC_WRK_KEY")
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+delay = function() return -math.log(1 - math.random()) * pause end
+done = function(summary, latency, requests)
+  local f = io.open(os.getenv("LMREC_WRK_OUT"), "w")
+  local e = summary.errors
+  f:write(string.format('{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d, "max_us": %d, ' ..
+    '"mean_us": %.1f}', summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.max, latency.mean))
+  f:close()
+end
+"""
+
+
+@dataclass
+class WrkRun:
+    """The summary wrk reports (percentiles from its HdrHistogram, latency from each send)."""
+
+    stats: dict[str, Any]
+    connections: int
+    pause_ms: float
+
+    def row(self, **ids: Any) -> dict[str, Any]:
+        st = self.stats
+        seconds = st["duration_us"] / 1e6
+        errors = {k: st[k] for k in ("connect", "read", "write", "status", "timeout") if st[k]}
+        ok = st["requests"] - st["status"]
+        return {**ids, "p50_ms": st["p50_us"] / 1000, "p90_ms": st["p90_us"] / 1000, "p99_ms": st["p99_us"] / 1000,
+                "p999_ms": st["p999_us"] / 1000, "max_ms": st["max_us"] / 1000, "req_per_s": ok / seconds,
+                "ok": ok, "errors": sum(errors.values()), "error_kinds": errors, "client": "wrk",
+                "connections": self.connections, "mean_pause_ms": round(self.pause_ms, 1)}
+
+    @property
+    def n_ok(self) -> int:
+        return int(self.stats["requests"] - self.stats["status"])
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk_phase(base: str, key: str, rate: float, seconds: float, make_request: Any, label: str,
+              connections: int = 40, expected_ms: float = 3.0, on_tick: Any = None) -> WrkRun:
+    """`wrk -t1` (one client thread: the other core is the server's) at about `rate` req/s
+    for `seconds` s, replaying the paths `make_request(i)` gives."""
+    from urllib.parse import urlencode
+
+    n = int(rate * (seconds + 5)) + 100
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, script, out = Path(tmp) / "paths.txt", Path(tmp) / "load.lua", Path(tmp) / "out.json"
+        with paths.open("w", encoding="utf-8") as f:
+            for i in range(n):
+                method, path, params = make_request(i)
+                assert method == "GET", method
+                f.write(path + ("?" + urlencode(params) if params else "") + "\n")
+        script.write_text(WRK_LUA, encoding="utf-8")
+        # each connection's cycle is its pause plus one response time: subtract the expected one, and
+        # aim 3% above the target (connection start-up and ramp-down cost a little of the rate);
+        # the achieved rate is what the row reports
+        pause = max(1.0, connections * 1000.0 / (1.03 * rate) - expected_ms)
+        env = {**os.environ, "LMREC_WRK_PATHS": str(paths), "LMREC_WRK_PAUSE_MS": str(pause),
+               "LMREC_WRK_KEY": key, "LMREC_WRK_OUT": str(out)}
+        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(script), base]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        t0 = time.perf_counter()
+        next_tick = 10.0
+        with console.status(f"{label}: wrk at ~{rate:g} req/s for {seconds:g} s, {connections} connections"):
+            while proc.poll() is None:
+                time.sleep(0.5)
+                if on_tick is not None and time.perf_counter() - t0 >= next_tick:
+                    on_tick(time.perf_counter() - t0)
+                    next_tick += 10.0
+        text = proc.stdout.read() if proc.stdout else ""
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"wrk failed ({proc.returncode}): {text}")
+        run = WrkRun(json.loads(out.read_text()), connections, pause)
+    r = run.row()
+    console.print(f"{label} (wrk): {r['ok']} ok, {r['errors']} errors {r['error_kinds'] or ''}, p50 {r['p50_ms']:.1f} ms, "
+                  f"p99 {r['p99_ms']:.1f} ms, {r['req_per_s']:.1f} req/s")
+    return run
+
+
 def event_to_effect(base: str, headers: dict[str, str], trials: int, item_ids: list[str]) -> Run:
     """POST a click on the first item of a fresh user's list, then GET /recommend until that
     item is gone (consumed items are never recommended): the time from the POST to the first
@@ -357,10 +469,18 @@ def main() -> None:
     ap.add_argument("--soak-seconds", type=float, default=0.0)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--cf", default="als", help="CF model trained before the load (lmrec models); 'none' to skip")
-    ap.add_argument("--query-encoder", default="minilm")
+    ap.add_argument("--query-encoder", default="minilm-int8")
     ap.add_argument("--home", type=Path, default=None, help="default ~/.cache/lmrec/bench/service-<items>-<users>")
     ap.add_argument("--name", default="service", help="result file name")
+    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                    help="load client of the rate phases: wrk (apt install wrk; auto when on PATH) or the Python "
+                         "open-loop client (httpx: ~1 ms of client CPU per request, which a 2-core machine shares "
+                         "with the server)")
+    ap.add_argument("--connections", type=int, default=40, help="wrk connections")
     args = ap.parse_args()
+    use_wrk = args.client == "wrk" or (args.client == "auto" and wrk_available())
+    if args.client == "wrk" and not wrk_available():
+        raise SystemExit("wrk is not on PATH: install it (Debian/Ubuntu: apt install wrk) or use --client python")
 
     from lmrec.settings import Settings
 
@@ -404,7 +524,15 @@ def main() -> None:
             of a core one request costs, whatever the other load on the machine)."""
             cpu0 = server.cpu_s()
             run = phase()
-            return run, (server.cpu_s() - cpu0) * 1000 / max(1, len(run.latencies_ms))
+            return run, (server.cpu_s() - cpu0) * 1000 / max(1, run.n_ok)
+
+        def load(rate: float, seconds: float, make: Any, label: str, on_tick: Any = None) -> Any:
+            if use_wrk:
+                return wrk_phase(server.base, key, rate, seconds, make, label, args.connections,
+                                 expected_ms=seq_p50.get(label, 3.0), on_tick=on_tick)
+            return asyncio.run(open_loop(server.base, headers, rate, seconds, make, label, on_tick=on_tick))
+
+        seq_p50: dict[str, float] = {}
 
         # warm-up: first requests load lazy state (BM25 caches, the query encoder's graph)
         sequential(server.base, headers, 40, lambda i: search_request(i) if i % 2 else recommend_request(i),
@@ -414,16 +542,15 @@ def main() -> None:
                                                 ("/search", search_request, "hybrid", "bm25+dense")):
             seq, cpu = measured(lambda make=make, endpoint=endpoint: sequential(server.base, headers, args.sequential,
                                                                                  make, endpoint))
+            seq_p50[endpoint] = float(np.percentile(seq.latencies_ms, 50)) if seq.latencies_ms else 3.0
             rows.append(seq.row(**common, server_cpu_ms_per_req=cpu, model=model, endpoint=f"{endpoint} sequential",
                                 params={**base_params, "requests": args.sequential, "in_flight": 1,
                                         "channels": channels}))
-        rec, rec_cpu = measured(lambda: asyncio.run(open_loop(server.base, headers, args.rate, args.seconds,
-                                                              recommend_request, "/recommend")))
+        rec, rec_cpu = measured(lambda: load(args.rate, args.seconds, recommend_request, "/recommend"))
         rows.append(rec.row(**common, server_cpu_ms_per_req=rec_cpu, model=cf_model, endpoint="/recommend",
                             params={**base_params, "rate": args.rate, "seconds": args.seconds,
                                     "channels": "lm+cf+popular", "cf_params": cf_params}))
-        srch, srch_cpu = measured(lambda: asyncio.run(open_loop(server.base, headers, args.search_rate, args.seconds,
-                                                                search_request, "/search")))
+        srch, srch_cpu = measured(lambda: load(args.search_rate, args.seconds, search_request, "/search"))
         rows.append(srch.row(**common, server_cpu_ms_per_req=srch_cpu, model="hybrid", endpoint="/search",
                              params={**base_params, "rate": args.search_rate, "seconds": args.seconds,
                                      "channels": "bm25+dense"}))
@@ -439,9 +566,10 @@ def main() -> None:
             def sample(elapsed: float) -> None:
                 samples.append((elapsed, server.rss_mb()))
 
-            soak, soak_cpu = measured(lambda: asyncio.run(open_loop(server.base, headers, args.rate, args.soak_seconds,
-                                                                    soak_request, "soak", on_tick=sample)))
-            samples.append((soak.seconds, server.rss_mb()))
+            seq_p50["soak"] = 0.8 * seq_p50.get("/recommend", 3.0) + 0.2 * seq_p50.get("/search", 5.0)
+            t_soak = time.perf_counter()
+            soak, soak_cpu = measured(lambda: load(args.rate, args.soak_seconds, soak_request, "soak", on_tick=sample))
+            samples.append((time.perf_counter() - t_soak, server.rss_mb()))
             t_s, rss = np.array(samples).T
             slope = float(np.polyfit(t_s / 60.0, rss, 1)[0]) if len(samples) > 2 else float("nan")
             # growth after the first minute (caches, allocator arenas warming up) is what a leak looks like
@@ -474,7 +602,8 @@ def main() -> None:
 
 def _details_table(rows: list[dict[str, Any]]) -> str:
     """Per-endpoint details the generic table does not show."""
-    cols = ["endpoint", "p50_ms", "p90_ms", "p99_ms", "max_ms", "req_per_s", "ok", "errors", "client_lag_p99_ms",
+    cols = ["endpoint", "client", "connections", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "req_per_s", "ok",
+            "errors", "client_lag_p99_ms",
             "client_kept_up", "server_cpu_ms_per_req",
             "rss_start_mb", "rss_end_mb", "rss_max_mb", "rss_slope_after_1min_mb_per_min", "load_average_1min"]
     cols = [c for c in cols if any(c in r for r in rows)]

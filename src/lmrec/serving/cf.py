@@ -78,6 +78,23 @@ class CFModel:
                 return sp.csr_matrix(m) if sp.issparse(m) else np.asarray(m)
         return None
 
+    @functools.cached_property
+    def factor_index(self) -> Any:
+        """An exact faiss inner-product index over the item factors of a factor model (ALS,
+        BPR), else None: faiss scores and selects the top items in one C call, about half the
+        time of a numpy product plus a partial sort over a 100k-item catalog."""
+        user_f, item_f = getattr(self.model, "user_factors", None), getattr(self.model, "item_factors", None)
+        if not isinstance(user_f, np.ndarray) or not isinstance(item_f, np.ndarray) or item_f.ndim != 2 \
+                or item_f.shape[0] != len(self.items) or user_f.shape[1:] != item_f.shape[1:]:
+            return None
+        try:
+            import faiss
+        except ImportError:  # pragma: no cover - faiss is in the 'lm' extra
+            return None
+        index = faiss.IndexFlatIP(int(item_f.shape[1]))
+        index.add(np.ascontiguousarray(item_f, dtype=np.float32))
+        return index
+
     def candidates(self, user_id: str, consumed: Sequence[str], k: int) -> tuple[list[str], np.ndarray]:
         """Top-k (item ids, scores) for a user, without the `consumed` items; empty when the
         model knows neither the user nor (for item-item models) any consumed item. Only items
@@ -97,8 +114,23 @@ class CFModel:
             u = self.users.get(user_id)
             if u < 0:
                 return [], np.zeros(0, np.float32)
-            scores = np.asarray(self.model.score([u])[0], dtype=np.float32)
-            items = np.arange(len(scores))
+            # only the best k + len(known) items can reach the top k once the consumed ones
+            # are removed: select them first, so the filters below touch a few hundred items
+            # instead of the whole catalog
+            m = k + len(known)
+            index = self.factor_index
+            if index is not None and m < len(self.items):
+                user_f = np.ascontiguousarray(self.model.user_factors[u:u + 1], dtype=np.float32)  # type: ignore[attr-defined]
+                scores, items = index.search(user_f, m)
+                scores, items = scores[0], items[0].astype(np.int64)
+                scores, items = scores[items >= 0], items[items >= 0]
+            else:
+                scores = np.asarray(self.model.score([u])[0], dtype=np.float32)
+                if m < len(scores):
+                    items = np.argpartition(-scores, m - 1)[:m]
+                    scores = scores[items]
+                else:
+                    items = np.arange(len(scores))
         keep = (scores > 0) & ~np.isin(items, known)
         items, scores = items[keep], scores[keep]
         if len(items) > k:

@@ -261,3 +261,64 @@ def test_sqlite_store_logs_rankings_in_one_batch() -> None:
         store.log_rankings([_rec(4), RankingRecord("", "u", "recommend", ())])
     assert store.get_ranking("r4") is None  # nothing of a bad batch is written
     store.close()
+
+
+class _FactorScores:
+    """A stand-in factor model: score(users) = U[users] @ V.T (no 'weights' / 'similarity')."""
+
+    def __init__(self, u: np.ndarray, v: np.ndarray) -> None:
+        self.u, self.v = u, v
+
+    def score(self, users: list[int]) -> np.ndarray:
+        return self.u[users] @ self.v.T
+
+
+@pytest.mark.parametrize("k", [1, 5, 40, 400])
+def test_cf_candidates_of_a_factor_model_equal_the_brute_force_top_k(k: int) -> None:
+    """The selection-first shortcut returns exactly the full sort's top k (consumed items and
+    scores <= 0 removed, ties by lower index)."""
+    from lmrec.data.dataset import IdMap
+    from lmrec.serving.cf import CFModel
+
+    rng = np.random.default_rng(3)
+    n_items = 300
+    u, v = rng.normal(size=(4, 8)).astype(np.float32), rng.normal(size=(n_items, 8)).astype(np.float32)
+    v[10] = v[11]  # a tie
+    items = IdMap([f"i{j:03d}" for j in range(n_items)])
+    cf = CFModel("v1", "fake", _FactorScores(u, v), IdMap(["a", "b", "c", "d"]), items, {})  # type: ignore[arg-type]
+    for user in range(4):
+        scores = (u[user] @ v.T).astype(np.float32)
+        consumed = [f"i{j:03d}" for j in np.argsort(-scores)[:7:2]] + ["not-in-the-model"]
+        drop = {items.index(c) for c in consumed[:-1]}
+        order = [j for j in np.lexsort((np.arange(n_items), -scores)) if j not in drop and scores[j] > 0][:k]
+        got_ids, got_scores = cf.candidates("abcd"[user], consumed, k)
+        assert got_ids == [f"i{j:03d}" for j in order]
+        np.testing.assert_allclose(got_scores, scores[order], rtol=1e-6)
+
+
+class _FactorModel(_FactorScores):
+    """A stand-in with the factor arrays exposed, as ALS / BPR have: served through faiss."""
+
+    def __init__(self, u: np.ndarray, v: np.ndarray) -> None:
+        super().__init__(u, v)
+        self.user_factors, self.item_factors = u, v
+
+
+@pytest.mark.parametrize("k", [1, 5, 40, 400])
+def test_cf_candidates_through_the_factor_index_equal_numpy_scoring(k: int) -> None:
+    pytest.importorskip("faiss")
+    from lmrec.data.dataset import IdMap
+    from lmrec.serving.cf import CFModel
+
+    rng = np.random.default_rng(4)
+    u, v = rng.normal(size=(3, 16)).astype(np.float32), rng.normal(size=(500, 16)).astype(np.float32)
+    items, users = IdMap([f"i{j:03d}" for j in range(500)]), IdMap(["a", "b", "c"])
+    fast = CFModel("v1", "fake", _FactorModel(u, v), users, items, {})  # type: ignore[arg-type]
+    slow = CFModel("v1", "fake", _FactorScores(u, v), users, items, {})  # type: ignore[arg-type]
+    assert fast.factor_index is not None and slow.factor_index is None
+    for user in "abc":
+        consumed = [f"i{j:03d}" for j in rng.choice(500, 20, replace=False)]
+        got_ids, got_scores = fast.candidates(user, consumed, k)
+        want_ids, want_scores = slow.candidates(user, consumed, k)
+        assert got_ids == want_ids and len(got_ids) == min(k, int((want_scores > 0).sum()) or len(got_ids))
+        np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-6)
