@@ -313,7 +313,11 @@ class RecPipeline(Recommender):
         self.fit_info = {}
         if self.learns:
             t0 = time.perf_counter()
-            folds = window_folds(train, self.spec.rank.window)
+            # no automatic switch on data without timestamps: Amazon's sequences have no clock but a
+            # real order ("user-last" is right there), ML-1M's rows have neither (its config says "random")
+            spec = self.spec.rank.window
+            self.fit_info["window_strategy"] = spec.strategy
+            folds = window_folds(train, spec)
             if not folds:
                 raise ValueError("rank.window: no user has enough events for a ranker training window "
                                  f"(min_history={self.spec.rank.window.min_history}); lower it or use ranker 'none'")

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from lmrec.models.multvae import MultVAE  # noqa: E402
 from lmrec.models.sasrec import SASRec  # noqa: E402
 from lmrec.models.text_seq import SASRecText  # noqa: E402
 from lmrec.testing.conformance import RecommenderConformance  # noqa: E402
@@ -36,3 +37,8 @@ class TestSASRecText(RecommenderConformance):
 
 class TestSASRecTextOnly(RecommenderConformance):
     model_factory = staticmethod(lambda: SASRecText(encoder="fake", id_fusion="none", projection="mlp", **TINY))
+
+
+class TestMultVAE(RecommenderConformance):
+    model_factory = staticmethod(lambda: MultVAE(hidden=32, latent=16, epochs=30, batch_size=16, lr=5e-3,
+                                                 dropout=0.2, eval_every=1000, threads=1))

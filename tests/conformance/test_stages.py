@@ -13,12 +13,13 @@ from lmrec.rank.features import FEATURES, ChannelFeatures, UserActivity
 from lmrec.rank.item_features import ItemPopularity, ItemRecency, NumericAttributes
 from lmrec.rank.ltr import LambdaRankRanker
 from lmrec.rank.sequence_features import ItemTransitions
+from lmrec.rank.user_features import DemographicLift
 from lmrec.rerank.base import RERANKERS
 from lmrec.rerank.diversity import MMR, CategoryRunLimit, SimilarityThreshold
 from lmrec.rerank.exploration import UCB, GumbelTopK, ThompsonSampling
 from lmrec.rerank.filters import AvailabilityFilter, BlockFilter, SeenFilter
 from lmrec.testing.stage_conformance import (FeatureConformance, PipelineConformance, RankerConformance,
-                                             RerankerConformance)
+                                             RerankerConformance, StageData)
 
 # --- features ---------------------------------------------------------------------------
 
@@ -53,6 +54,20 @@ class TestCategoryAffinity(FeatureConformance):
 
 class TestItemTransitions(FeatureConformance):
     feature_factory = staticmethod(lambda: ItemTransitions(window=2, recent=3))
+
+
+class TestDemographicLift(FeatureConformance):
+    feature_factory = staticmethod(DemographicLift)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def data(cls) -> StageData:
+        d = StageData()
+        n = d.dataset.n_users
+        d.dataset.user_attributes = {"gender": ["F" if u % 3 else "M" for u in range(n)],
+                                     "age": [None if u == 1 else 18 + 7 * (u % 4) for u in range(n)],
+                                     "zip": [f"{u:05d}" for u in range(n)]}
+        return d
 
 
 # --- rankers ------------------------------------------------------------------------------

@@ -149,6 +149,33 @@ def test_evaluator_and_rankers(ds) -> None:  # noqa: ANN001
         assert hr > 1.3 * 10 / 45, out  # above a random ranking of the ~45 unseen items
 
 
+def test_random_windows(ds) -> None:  # noqa: ANN001
+    """strategy "random" holds out a random share of each user's events (data without a clock
+    nor an order, like ML-1M's rows); the default "user-last" stays, clock or not (Amazon's
+    sequences have an order but no clock)."""
+    from dataclasses import replace
+
+    clockless = replace(ds, has_timestamps=False)
+    window = {"size": 2, "fraction": 0.25, "min_history": 3, "repeats": 2}
+    p = RecPipeline(spec=_spec(rank={"ranker": "lambdarank", "params": {"lambdarank": {"n_estimators": 5}},
+                                     "window": {**window, "strategy": "random"},
+                                     "features": [{"name": "channels"}, {"name": "user"}]}))
+    p.fit(clockless.interactions, clockless)
+    assert p.fit_info["window_strategy"] == "random" and p.fit_info["folds"] == 2
+    # about a quarter of each user's 12 events (3), not the fixed `size` of 2
+    assert p.fit_info["window_events"] == 2 * 3 * ds.n_users
+    q = RecPipeline(spec=_spec(rank={"ranker": "lambdarank", "params": {"lambdarank": {"n_estimators": 5}},
+                                     "window": window, "features": [{"name": "channels"}, {"name": "user"}]}))
+    q.fit(clockless.interactions, clockless)
+    assert q.fit_info["window_strategy"] == "user-last" and q.fit_info["window_events"] == 2 * 2 * ds.n_users
+
+
+def test_ml1m_config_loads() -> None:
+    spec = load_spec("configs/ml-1m.toml")
+    assert spec.rank.window.strategy == "random" and "lm" not in [c.name for c in spec.channels]
+    assert "demographic" in [f.name for f in spec.rank.features]
+
+
 def test_window_too_short_is_a_clear_error(ds) -> None:  # noqa: ANN001
     p = RecPipeline(spec=_spec(rank={"ranker": "lambdarank", "window": {"min_history": 100}}))
     with pytest.raises(ValueError, match="rank.window"):

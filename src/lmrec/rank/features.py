@@ -11,7 +11,8 @@ counts and ages at the query time, `lmrec.rank.item_features`), "numeric" (numer
 attributes and their distance to the user's mean), "lm" (LM cosine between the user
 profile / recent items / query and the item) and "category" (category and attribute
 affinity), both in `lmrec.rank.content_features`, and "sequence" (item-to-item transition
-rates from the user's latest items, `lmrec.rank.sequence_features`).
+rates from the user's latest items, `lmrec.rank.sequence_features`) and "demographic" (the
+item's popularity lift among users sharing the user's attributes, `lmrec.rank.user_features`).
 
 Example:
     >>> from lmrec.testing.toy import toy_dataset
@@ -310,3 +311,4 @@ FEATURES.register("numeric", "lmrec.rank.item_features:NumericAttributes")
 FEATURES.register("lm", "lmrec.rank.content_features:LMSimilarity")
 FEATURES.register("category", "lmrec.rank.content_features:CategoryAffinity")
 FEATURES.register("sequence", "lmrec.rank.sequence_features:ItemTransitions")
+FEATURES.register("demographic", "lmrec.rank.user_features:DemographicLift")

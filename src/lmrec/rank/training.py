@@ -32,13 +32,17 @@ __all__ = ["WindowSpec", "window_split", "window_folds", "candidate_labels", "au
 
 class WindowSpec(StageConfig):
     """strategy "user-last": each user's last `size` events (the leave-one-out protocol's
-    shape); "time": every event after the (1 - fraction) quantile of timestamps. Users keep
-    their window only with at least `min_history` earlier events. `max_users` caps the window
+    shape); "time": every event after the (1 - fraction) quantile of timestamps; "random": a
+    seeded random `fraction` of each user's events (at least one; the shape of a random
+    per-user split, and the only meaningful window for data without a clock, where the other
+    two would follow file order). Users keep their window only with at least `min_history`
+    events outside it. `max_users` caps the window
     users (a seeded sample) to bound the ranker's training time. `repeats` > 1 adds earlier
     windows (`window_folds`): more training queries for the same data, each fold with the
-    channels refitted on its own history."""
+    channels refitted on its own history ("random": independent draws with seeds seed,
+    seed + 1, ...)."""
 
-    strategy: Literal["user-last", "time"] = "user-last"
+    strategy: Literal["user-last", "time", "random"] = "user-last"
     size: int = Field(1, ge=1)
     fraction: float = Field(0.1, gt=0, lt=1)
     min_history: int = Field(3, ge=1)
@@ -60,6 +64,16 @@ def window_split(inter: Interactions, spec: WindowSpec) -> tuple[Interactions, I
         pos = np.arange(n) - np.repeat(starts, ends - starts)  # position in the user's history
         length = np.repeat(ends - starts, ends - starts)
         in_window = (pos >= length - spec.size) & (length - spec.size >= spec.min_history)
+    elif spec.strategy == "random":
+        length = ends - starts
+        take = np.maximum(1, np.rint(spec.fraction * length).astype(np.int64))
+        # a random order inside each user's events: rank of a uniform key within the user
+        key = np.random.default_rng(spec.seed).random(n)
+        order = np.lexsort((key, s.user))
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n) - np.repeat(starts, length)
+        ok = length - take >= spec.min_history
+        in_window = (rank < np.repeat(take, length)) & np.repeat(ok, length)
     else:
         cut = np.quantile(s.timestamp, 1 - spec.fraction)
         late = s.timestamp > cut
@@ -76,9 +90,16 @@ def window_split(inter: Interactions, spec: WindowSpec) -> tuple[Interactions, I
 def window_folds(inter: Interactions, spec: WindowSpec) -> list[tuple[Interactions, Interactions]]:
     """`spec.repeats` (history, window) pairs, latest first: fold r is `window_split` of the
     events left after dropping each user's last r * size events ("user-last") or the events
-    after the (1 - r * fraction) quantile of timestamps ("time"). Folds without a window are
+    after the (1 - r * fraction) quantile of timestamps ("time"); "random" folds are
+    independent random windows of all of `inter` (seeds seed + r). Folds without a window are
     left out."""
     folds = []
+    if spec.strategy == "random":
+        for r in range(spec.repeats):
+            hist, window = window_split(inter, spec.model_copy(update={"seed": spec.seed + r}))
+            if len(window):
+                folds.append((hist, window))
+        return folds
     rest = inter
     for r in range(spec.repeats):
         if r:

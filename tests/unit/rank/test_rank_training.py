@@ -116,3 +116,32 @@ def test_user_history_updates() -> None:
     assert h.last_time(4) is None and h.items(99).tolist() == []
     with pytest.raises(ValueError, match=">= 0"):
         h.update(Event(-1, 3, 0))
+
+
+def test_random_window_holds_out_a_share_per_user() -> None:
+    spec = WindowSpec(strategy="random", fraction=0.5, min_history=2, seed=3)
+    hist, window = window_split(_inter(), spec)
+    assert len(hist) + len(window) == 12
+    counts = dict(zip(*np.unique(window.user, return_counts=True)))
+    assert counts == {0: 3, 2: 2}  # user 1 (2 events) would keep fewer than min_history
+    pairs = set(zip(hist.user.tolist(), hist.item.tolist()))
+    assert not pairs & set(zip(window.user.tolist(), window.item.tolist()))
+    again = window_split(_inter(), spec)[1]
+    assert again.item.tolist() == window.item.tolist()  # seeded
+
+
+def test_random_window_ignores_event_order() -> None:
+    # user 0's window must not always be the last events: over seeds every event is held out
+    seen = set()
+    for seed in range(30):
+        _, w = window_split(_inter(), WindowSpec(strategy="random", fraction=0.2, min_history=1, seed=seed))
+        seen |= set(w.item[w.user == 0].tolist())
+    assert seen == set(range(10, 16))
+
+
+def test_random_window_folds_are_independent_draws() -> None:
+    folds = window_folds(_inter(), WindowSpec(strategy="random", fraction=0.5, min_history=1, repeats=3))
+    assert len(folds) == 3
+    for hist, window in folds:
+        assert len(hist) + len(window) == 12
+    assert len({tuple(w.item.tolist()) for _, w in folds}) > 1

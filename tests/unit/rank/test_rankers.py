@@ -128,3 +128,12 @@ def test_recall_stage_rrf_and_fallback() -> None:
         RecallStage([Channel("cf", cf)], chain=["pop"])
     with pytest.raises(ValueError, match="unique"):
         RecallStage([Channel("cf", cf), Channel("cf", cf)])
+
+
+def test_lambdarank_xendcg_objective() -> None:
+    d = planted_rank_data(n_groups=30)
+    r = LambdaRankRanker(objective="rank_xendcg", n_estimators=20, min_child_samples=5, valid_fraction=0.0).fit(d)
+    assert r.booster.params["objective"] == "rank_xendcg"
+    assert next(iter(r.importance())) == "signal"
+    with pytest.raises(ValueError, match="objective"):
+        LambdaRankRanker(objective="binary")
