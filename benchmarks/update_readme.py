@@ -37,6 +37,10 @@ SECTIONS = [
      "--ef-construction 40 --build-threads 2 --queries 300 --ef-high 512` (a cheaper graph: recall@10 "
      "0.68 at ef_search 64, 0.89 at 512). Synthetic clustered 384-d vectors; loaded machine."),
     ("sequential", "Trained sequential recommenders (SASRec+, text-aware)", ""),
+    ("stack", "ML-100k: the text-aware sequential model stacked into the pipeline", ""),
+    ("ml1m", "ML-1M (random 80/20 split): trained models against EASE",
+     "Issue 4's target here is EASE + 5% Recall@20 (>= 0.2885); validation choices are listed in "
+     "benchmarks/results/ml1m.md."),
     ("two_tower", "Two-tower recommender (frozen LM item tower + MLP)", ""),
     ("finetune_search", "Fine-tuning the bi-encoder on Home Depot queries", ""),
     ("pipeline", "Multi-stage pipeline: recall -> merge -> rank -> re-rank", ""),
