@@ -119,6 +119,22 @@ def measure(store: RecordStore, events: list[EventRecord], batch_size: int, prog
             "mean_ms": round(float(latencies.mean()) * 1e3, 3), "batches": n_batches}
 
 
+def disk_fsync_ms(folder: Path, n: int = 300) -> float:
+    """Mean time of write + fsync of 100 bytes in `folder`: what one durable commit costs the
+    disk at least. It differs a lot between machines (0.2 ms to 10 ms seen on this project's
+    virtual machines), so every row records it beside the events/s it bounds."""
+    path = folder / "fsync-probe.bin"
+    with open(path, "wb") as f:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f.write(b"x" * 100)
+            f.flush()
+            os.fsync(f.fileno())
+        ms = (time.perf_counter() - t0) / n * 1000
+    path.unlink()
+    return ms
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", action="append", choices=BACKENDS, help="repeatable; default: both")
@@ -148,6 +164,8 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=console, transient=True)
+    fsync_ms = disk_fsync_ms(workdir)
+    console.print(f"fsync of a small write on {workdir}'s disk: {fsync_ms:.3f} ms (one-event commits cannot beat it)")
     with progress:
         for backend in backends:
             for size in sizes:
@@ -161,7 +179,7 @@ def main() -> None:
                     reproduce += f" --events {args.events} --min-batches {args.min_batches}"
                 rows = [r for r in rows if not (r["model"] == backend and r["params"]["batch_size"] == size)]
                 rows.append({"model": backend, "params": {"batch_size": size, "events": n}, **metrics,
-                             "durability": how, "reproduce": reproduce})
+                             "durability": how, "disk_fsync_ms": round(fsync_ms, 3), "reproduce": reproduce})
                 rows.sort(key=lambda r: (BACKENDS.index(r["model"]), r["params"]["batch_size"]))
                 complete = {(r["model"], r["params"]["batch_size"]) for r in rows} >= \
                     {(b, s) for b in BACKENDS for s in BATCH_SIZES}
