@@ -29,7 +29,7 @@ SECTIONS = [
      "NDCG@10_catalog over the whole 54,667-product catalog (see the benchmark's markdown for all "
      "columns). Latency per query includes query encoding, single thread, on a loaded machine."),
     ("encoders", "Encoders: torch vs ONNX fp32 vs ONNX int8",
-     "Single-query latency and throughput at one thread; the int8 quality cost on real tasks is in "
+     "Single-query latency and throughput at one thread, quiet machine; the int8 quality cost on real tasks is in "
      "the lm_recall table (minilm-int8 rows) and in the search table."),
     ("vector_index", "Vector index: exact vs faiss flat vs HNSW",
      "Rows for 100k vectors come from `python benchmarks/vector_index.py --quick` (HNSW ef_construction "
