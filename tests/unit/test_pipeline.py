@@ -234,3 +234,13 @@ def test_lmrec_eval_accepts_the_pipeline(shared_data_dir: Path, tmp_path: Path) 
     assert res.exit_code == 0, res.output
     row = json.loads(out.read_text())["rows"][0]
     assert row["model"] == "pipeline" and row["NDCG@10"] > 0
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path: Path) -> None:
+    """Each configs/*.toml loads into a validated spec whose channels name registered models."""
+    spec = load_spec(path)
+    assert spec.channels, path
+    names = set(model_names())
+    assert {c.model for c in spec.channels} <= names, {c.model for c in spec.channels} - names
