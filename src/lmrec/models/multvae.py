@@ -47,9 +47,7 @@ class MultVAEConfig(TrainConfig):
 
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
     warmup_steps: int = Field(0, ge=0)
-    patience: int = Field(10, ge=1)
     hidden: int = Field(600, ge=1)
     latent: int = Field(200, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)

@@ -122,8 +122,8 @@ class CFModel:
             if index is not None and m < len(self.items):
                 user_f = np.ascontiguousarray(self.model.user_factors[u:u + 1], dtype=np.float32)  # type: ignore[attr-defined]
                 scores, items = index.search(user_f, m)
-                scores, items = scores[0], items[0].astype(np.int64)
-                scores, items = scores[items >= 0], items[items >= 0]
+                found = items[0] >= 0  # faiss pads with -1 when fewer than m items exist
+                scores, items = scores[0][found], items[0][found].astype(np.int64)
             else:
                 scores = np.asarray(self.model.score([u])[0], dtype=np.float32)
                 if m < len(scores):
