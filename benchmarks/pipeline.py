@@ -54,7 +54,7 @@ from lmrec.rank.ctr import CTRRanker
 from lmrec.rank.ltr import PassthroughRanker
 from lmrec.rank.training import auc, group_auc, group_ndcg
 from lmrec.recall.item2item import dataset_item_vectors
-from lmrec.rerank.base import RERANKERS
+from lmrec.component import RERANKERS
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = ["ml-100k", "ml-latest-small", "amazon-scientific"]
@@ -255,7 +255,7 @@ def latency(n_items: int, n_users: int, requests: int = 200) -> dict[str, Any]:
     for u in users[:5]:  # warm-up
         pipe.recommend(int(u), k=10)
     total, parts = [], {"recall": [], "rank": [], "rerank": []}
-    from lmrec.rank.base import Query
+    from lmrec.types import Query
 
     for u in users:
         q = pipe._resolve(Query(user=int(u)))

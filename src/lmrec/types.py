@@ -1,13 +1,15 @@
-"""Core types shared by every stage: event kinds and the `Candidates` list that flows
-between recall, rank and rerank."""
+"""Core types shared by every stage: event kinds, a behaviour `Event`, a request `Query`, the
+users of a batch of requests with their histories (`HistoryBatch`) and the `Candidates` list
+that flows between recall, rank and rerank."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +36,125 @@ class EventKind(IntEnum):
         except KeyError:
             names = ", ".join(k.name.lower() for k in cls)
             raise ValueError(f"unknown event kind {value!r} (expected one of: {names})") from None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The kinds as the lower-case strings the service and files use ("view", ...)."""
+        return tuple(k.name.lower() for k in cls)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One request to the pipeline's stages.
+
+    `user` is an internal user index (None: anonymous); `text` a search query (None: plain
+    recommendation); `time` the request time in the data's time unit (None: the user's last
+    event, which is what offline replays use, so training and serving see the same clock);
+    `context` holds per-request business data, e.g. `{"blocked": [item indices]}`.
+    """
+
+    user: int | None = None
+    text: str | None = None
+    time: int | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One behaviour event over internal indices: what every stage's `update(events)` takes."""
+
+    user: int
+    item: int
+    timestamp: int
+    kind: EventKind = EventKind.VIEW
+    value: float = 1.0
+
+
+def events_of(inter: Any) -> Iterator[Event]:
+    """The rows of an `Interactions` as Events, in (timestamp, user, item) order: the order a
+    live system would have seen them in."""
+    order = np.lexsort((inter.item, inter.user, inter.timestamp))
+    for i in order:
+        yield Event(int(inter.user[i]), int(inter.item[i]), int(inter.timestamp[i]),
+                    EventKind(int(inter.kind[i])), float(inter.value[i]))
+
+
+class HistorySource(Protocol):
+    """Anything that gives a user's events in time order (`lmrec.rank.history.UserHistory`)."""
+
+    def events(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class HistoryBatch:
+    """The users of a batch of requests and their histories as of the request: what a recall
+    channel reads to build each user's state (`Recommender.user_scores`).
+
+    `users[r]` is the user index of row r (-1: an anonymous session); `items[r]`,
+    `times[r]` and `values[r]` the row's events in (time, item) order, repeats kept. Channels
+    read the history from here, never from a copy they keep, so an event folded into the
+    pipeline's history changes the next request of every channel at once, and a history given
+    with the request (a session) is scored without changing anyone else's state.
+    """
+
+    users: np.ndarray
+    items: list[np.ndarray]
+    times: list[np.ndarray]
+    values: list[np.ndarray]
+
+    def __post_init__(self) -> None:
+        self.users = np.asarray(self.users, dtype=np.int64)
+        n = len(self.users)
+        if not (len(self.items) == len(self.times) == len(self.values) == n):
+            raise ValueError("HistoryBatch: users, items, times and values must have one entry per row")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def of(cls, users: Sequence[int] | np.ndarray, source: HistorySource) -> HistoryBatch:
+        """The histories of `users` read from `source` (one read per user)."""
+        users = np.asarray(users, dtype=np.int64)
+        items, times, values = [], [], []
+        for u in users.tolist():
+            i, t, v = source.events(int(u))
+            items.append(np.asarray(i, np.int64))
+            times.append(np.asarray(t, np.int64))
+            values.append(np.asarray(v, np.float32))
+        return cls(users, items, times, values)
+
+    @classmethod
+    def from_matrix(cls, users: Sequence[int] | np.ndarray, matrix: Any) -> HistoryBatch:
+        """Histories from the rows of a binary user x item CSR matrix (one event per item, in
+        item order, time 0): the fit-time view of models without event order."""
+        users = np.asarray(users, dtype=np.int64)
+        items = [matrix.indices[matrix.indptr[u]:matrix.indptr[u + 1]].astype(np.int64)
+                 if 0 <= u < matrix.shape[0] else np.zeros(0, np.int64) for u in users.tolist()]
+        return cls(users, items, [np.zeros(len(i), np.int64) for i in items],
+                   [np.ones(len(i), np.float32) for i in items])
+
+    def lengths(self) -> np.ndarray:
+        return np.array([len(i) for i in self.items], dtype=np.int64)
+
+    def to_csr(self, n_items: int) -> Any:
+        """Binary (rows, n_items) CSR matrix of each row's distinct items (items >= n_items are
+        left out: a model fitted on a smaller catalog knows nothing of them)."""
+        import scipy.sparse as sp
+
+        cols = [np.unique(i[(i >= 0) & (i < n_items)]) for i in self.items]
+        indptr = np.r_[0, np.cumsum([len(c) for c in cols])].astype(np.int64)
+        indices = np.concatenate(cols).astype(np.int32) if cols else np.zeros(0, np.int32)
+        return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(cols), n_items))
+
+    def distinct(self, r: int) -> np.ndarray:
+        """Row r's distinct items, sorted."""
+        return np.unique(self.items[r])
+
+    def rows(self, which: np.ndarray | Sequence[int]) -> HistoryBatch:
+        """A batch of the rows at positions `which`."""
+        idx = [int(j) for j in which]
+        return HistoryBatch(self.users[idx], [self.items[j] for j in idx], [self.times[j] for j in idx],
+                            [self.values[j] for j in idx])
 
 
 @dataclass
@@ -143,6 +264,25 @@ def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
         return out
     order = np.lexsort((np.broadcast_to(np.arange(n_cols), scores.shape), -scores), axis=1)
     return order[:, :k].astype(np.int64)
+
+
+def grow_rows(a: np.ndarray, n: int, fill: Any = 0) -> np.ndarray:
+    """`a` with at least `n` rows, the new ones set to `fill`. The result is a view into a
+    buffer with spare capacity (doubling), so growing one row at a time costs amortised O(1)
+    rows of copying; pass the returned array back in next time."""
+    if len(a) >= n:
+        return a
+    base = a.base
+    if isinstance(base, np.ndarray) and base.dtype == a.dtype and base.shape[1:] == a.shape[1:] \
+            and base.flags.writeable and a.flags.c_contiguous and len(base) >= n \
+            and base.__array_interface__["data"][0] == a.__array_interface__["data"][0]:
+        out = base[:n]
+    else:
+        buf = np.empty((max(n, 2 * len(a), 16),) + a.shape[1:], dtype=a.dtype)
+        buf[:len(a)] = a
+        out = buf[:n]
+    out[len(a):] = fill
+    return out
 
 
 def config_hash(config: dict[str, Any]) -> str:

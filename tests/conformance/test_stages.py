@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 
 from lmrec.pipeline import RecPipeline
-from lmrec.rank.base import RANKERS
+from lmrec.component import RANKERS
 from lmrec.rank.content_features import CategoryAffinity, LMSimilarity
 from lmrec.rank.ctr import CTRRanker
-from lmrec.rank.features import FEATURES, ChannelFeatures, UserActivity
+from lmrec.component import FEATURES
+from lmrec.rank.features import ChannelFeatures, UserActivity
 from lmrec.rank.item_features import ItemPopularity, ItemRecency, NumericAttributes
 from lmrec.rank.ltr import LambdaRankRanker
 from lmrec.rank.sequence_features import ItemTransitions
 from lmrec.rank.user_features import DemographicLift
-from lmrec.rerank.base import RERANKERS
+from lmrec.component import RERANKERS
 from lmrec.rerank.diversity import MMR, CategoryRunLimit, SimilarityThreshold
 from lmrec.rerank.exploration import UCB, GumbelTopK, ThompsonSampling
 from lmrec.rerank.filters import AvailabilityFilter, BlockFilter, SeenFilter

@@ -15,7 +15,7 @@ from lmrec.component import create, load_model, model_names
 from lmrec.data.splits import temporal_leave_one_out
 from lmrec.eval.evaluator import evaluate
 from lmrec.pipeline import PipelineSpec, RecPipeline, load_spec
-from lmrec.rank.base import Event, Query
+from lmrec.types import Event, Query
 from lmrec.testing.toy import toy_dataset
 from lmrec.types import EventKind
 
@@ -120,14 +120,14 @@ def test_update_changes_the_next_recommendation(ds) -> None:  # noqa: ANN001
     before = pipe.recommend(5, k=5)
     top = int(before.items[0])
     t = int(ds.interactions.timestamp.max()) + 10
-    pipe.update(Event(5, top, t, EventKind.CLICK))
+    pipe.update([Event(5, top, t, EventKind.CLICK)])
     after = pipe.recommend(5, k=5, explain=True)
     assert top not in after.items.tolist()  # consumed: filtered at once
     assert after.explanations[0]["because"]["item"] in {ds.items.ids[top]} | {
         ds.items.ids[i] for i in ds.interactions.item[ds.interactions.user == 5]}
     assert pipe.history.last_time(5) == t
     new_user = ds.n_users + 2  # a user the channels never saw: fallback, and no crash
-    pipe.update(Event(new_user, 1, t, EventKind.CLICK))
+    pipe.update([Event(new_user, 1, t, EventKind.CLICK)])
     assert len(pipe.recommend(new_user, k=5)) == 5
 
 
@@ -190,8 +190,8 @@ def test_save_load_after_updates(pipe: RecPipeline, ds, tmp_path: Path) -> None:
     p = RecPipeline(spec=_spec(rerank={"n": 20, "stages": [{"name": "seen"}, {"name": "thompson"}]}))
     p.fit(ds.interactions, ds)
     t = int(ds.interactions.timestamp.max()) + 1
-    p.update(Event(2, 9, t, EventKind.IMPRESSION))
-    p.update(Event(2, 9, t + 1, EventKind.CLICK))
+    p.update([Event(2, 9, t, EventKind.IMPRESSION)])
+    p.update([Event(2, 9, t + 1, EventKind.CLICK)])
     path = p.save(tmp_path / "pipe")
     assert json.loads((path / "config.json").read_text())["model"] == "pipeline"
     loaded = load_model(path)
@@ -227,7 +227,8 @@ def test_lmrec_eval_accepts_the_pipeline(shared_data_dir: Path, tmp_path: Path) 
 
     params = json.dumps({"config": "configs/default.toml", "overrides": {
         "encoder": "fake", "rank": {"ranker": "none"}, "fallback": {"chain": []},
-        "channels": [{"name": "popular", "model": "popular", "quota": 30, "min_history": 0}]}})
+        "channels": [{"name": "ease", "drop": True}, {"name": "lm", "drop": True}, {"name": "als", "drop": True},
+                     {"name": "popular", "quota": 30}]}})
     out = tmp_path / "rows.json"
     res = CliRunner().invoke(app, ["eval", "--dataset", "ml-100k", "--model", "pipeline", "--params", params,
                                    "--out", str(out)])

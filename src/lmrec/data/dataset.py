@@ -225,6 +225,9 @@ class Dataset:
     has_timestamps: bool = True
     given_split: dict[str, Interactions] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: item text template (a `lmrec.text.templates.TEMPLATES` key or a format string);
+    #: None: the template registered for `name`, else the generic text
+    template: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.interactions):
@@ -292,3 +295,47 @@ def build_dataset(
     inter = Interactions(umap.indices(users), imap.indices(items), np.asarray(timestamps, dtype=np.int64),
                          kinds, values)
     return Dataset(name, umap, imap, inter, item_table=item_table, has_timestamps=has_timestamps)
+
+
+def upsert_item_rows(dataset: Dataset, ids: Sequence[Any], rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Add or change items of `dataset` in place (the live catalog of a served pipeline).
+
+    `rows[j]` holds item `ids[j]`'s fields: "title", "categories" (a list), "text" (a dict of
+    text fields by name), "attributes" (a dict), "created_at" (seconds, -1 unknown) and
+    "available" (bool); missing fields keep their old value (new items: empty). New ids are
+    appended to the item map; fields no item had before become new columns. Returns the
+    items' indices.
+    """
+    if len(ids) != len(rows):
+        raise ValueError(f"{len(ids)} item ids but {len(rows)} rows")
+    if dataset.item_table is None:
+        dataset.item_table = ItemTable.blank(dataset.n_items)
+    t = dataset.item_table
+    out = np.empty(len(ids), np.int64)
+    for j, (item_id, row) in enumerate(zip(ids, rows)):
+        i = dataset.items.add(item_id)
+        out[j] = i
+        n = len(t.title)
+        if i >= n:  # a new row: every column grows
+            grow = i + 1 - n
+            t.title.extend([""] * grow)
+            t.categories.extend([] for _ in range(grow))
+            for col in t.text.values():
+                col.extend([""] * grow)
+            for col in t.attributes.values():
+                col.extend([None] * grow)
+            t.created_at = np.r_[t.created_at, np.full(grow, -1, np.int64)]
+            t.available = np.r_[t.available, np.ones(grow, bool)]
+        if "title" in row:
+            t.title[i] = str(row["title"] or "")
+        if "categories" in row:
+            t.categories[i] = [str(c) for c in row["categories"] or ()]
+        for name, value in (row.get("text") or {}).items():
+            t.text.setdefault(name, [""] * len(t.title))[i] = str(value or "")
+        for name, value in (row.get("attributes") or {}).items():
+            t.attributes.setdefault(name, [None] * len(t.title))[i] = value
+        if row.get("created_at") is not None:
+            t.created_at[i] = int(row["created_at"])
+        if "available" in row:
+            t.available[i] = bool(row["available"])
+    return out

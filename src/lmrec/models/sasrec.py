@@ -34,6 +34,8 @@ from lmrec.models.sequences import IGNORE, Histories, WindowMode
 from lmrec.models.torch_base import TorchRecommender
 from lmrec.models.training import (TrainConfig, fgm_backward, fit_loop, ndcg_at_k, seed_everything,
                                    torch_threads)
+from lmrec.recall.scores import UserScores, VectorCache, VectorScores
+from lmrec.types import HistoryBatch
 
 __all__ = ["SASRecConfig", "IDItemEncoder", "SASRecNetwork", "SASRec"]
 
@@ -138,6 +140,7 @@ class SASRec(TorchRecommender):
     name = "sasrec"
     Config = SASRecConfig
     config: SASRecConfig
+    history_based = True  # as a channel: the user's latest max_len items as of the request
 
     histories: Histories
     item_counts: np.ndarray  # training events per item
@@ -224,6 +227,56 @@ class SASRec(TorchRecommender):
                 rows = known[s:s + _SCORE_BATCH]
                 out[rows] = self._network_scores(self.histories, users[rows], table).numpy()
         return out
+
+    # --- as a channel: the latest sequence at request time, no refit ----------------------
+    def _inference_table(self) -> tuple[torch.Tensor, np.ndarray]:
+        """The (n_items + 1, hidden) item table in eval mode, computed once and kept until the
+        items change (`add_items`), as a tensor and as a numpy view of its item rows."""
+        cached = getattr(self, "_table", None)
+        if cached is None:
+            self.network.eval()
+            with torch_threads(self.config.threads), torch.no_grad():
+                t = self.network.table().detach().contiguous()
+            cached = self._table = (t, t[1:].numpy())
+        return cached
+
+    def runs_for(self, batch: HistoryBatch) -> np.ndarray:
+        """Rows with at least one item the model knows (an empty history has no sequence)."""
+        self._check_fitted()
+        n = self._inference_table()[1].shape[0]
+        return np.array([bool(((i >= 0) & (i < n)).any()) for i in batch.items], bool)
+
+    def user_scores(self, batch: HistoryBatch) -> UserScores:
+        """The transformer's state after each row's latest `max_len` known items (the whole
+        history of an event stream: no refit needed for a new event) against the item table."""
+        self._check_fitted()
+        table, items = self._inference_table()
+        n = len(items)
+        seqs = [i[(i >= 0) & (i < n)][-self.config.max_len:] for i in batch.items]
+        lengths = np.array([len(q) for q in seqs], np.int64)
+        width = max(int(lengths.max()) if len(lengths) else 1, 1)
+        tokens = np.zeros((len(seqs), width), np.int64)
+        for r, q in enumerate(seqs):
+            tokens[r, :len(q)] = q + 1
+        states = np.zeros((len(seqs), items.shape[1]), np.float32)
+        ok = lengths > 0
+        if ok.any():
+            with torch_threads(self.config.threads), torch.no_grad():
+                states[ok] = self.network.user_states(torch.from_numpy(tokens[ok]), torch.from_numpy(lengths[ok]),
+                                                      table).numpy()
+        if getattr(self, "_vectors", None) is None:
+            self._vectors = VectorCache()
+        stats, ann = self._vectors.get(items, None, self.n_items, self.retrieval)
+        return VectorScores(states, items, stats, None, ann, self.n_items)
+
+    def prepare_retrieval(self, index: str = "exact", **params: object) -> None:
+        super().prepare_retrieval(index, **params)
+        if self.network is not None:
+            self._table, self._vectors = None, VectorCache()
+            self._vectors.get(self._inference_table()[1], None, self.n_items, self.retrieval)
+
+    def _forget_table(self) -> None:
+        self._table = None
 
     # --- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

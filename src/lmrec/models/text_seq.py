@@ -32,6 +32,7 @@ from torch import nn
 
 from lmrec.data.dataset import Dataset
 from lmrec.models.sasrec import SASRec, SASRecConfig
+from lmrec.models.training import torch_threads
 from lmrec.recall.item2item import dataset_item_vectors, resolve_encoder
 from lmrec.text.base import normalize
 from lmrec.text.registry import check_encoder_name
@@ -105,6 +106,17 @@ class TextItemEncoder(nn.Module):
             vectors = vectors + ids
         return F.pad(vectors, (0, 0, 1, 0))
 
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """The table rows of item indices `index` (0-based, no padding row), as `forward`
+        computes them in eval mode: an item's vector depends on its own text and ID only."""
+        vectors = self.project(self.text[index])
+        if self.id_fusion != "none":
+            ids = self.ids[index] * self.warm[index][:, None]
+            if self.id_fusion == "gate":
+                ids = torch.sigmoid(self.gate(torch.cat([vectors, ids], dim=1))) * ids
+            vectors = vectors + ids
+        return vectors
+
     def append(self, text: torch.Tensor) -> None:
         """Add cold items (no ID part) with these text embeddings at the end of the table."""
         self.text = torch.cat([self.text, text.float()])
@@ -146,6 +158,8 @@ class SASRecText(SASRec):
         if vec.shape[1] != encoder.text.shape[1]:
             raise ValueError(f"encoder {self.config.encoder!r} gives {vec.shape[1]}-d vectors, "
                              f"the model holds {encoder.text.shape[1]}-d ones")
+        self._table = None
+        self._vectors = None
         if item_index < self.n_items:
             encoder.text[item_index] = vec[0]
             return
@@ -154,3 +168,45 @@ class SASRecText(SASRec):
         self.item_counts = np.r_[self.item_counts, 0]
         m = self.matrix
         self.matrix = sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], self.n_items))
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        """Embed new (or changed) items from their text in `dataset` and project them into the
+        item table: recommendable at once, and usable as history in the next request."""
+        if self.network is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        encoder: TextItemEncoder = self.network.item_encoder
+        n_old = encoder.n_items
+        rows = np.unique(np.r_[np.asarray(items, np.int64), np.arange(n_old, dataset.n_items)]).astype(np.int64)
+        if not len(rows):
+            return
+        from lmrec.recall.item2item import _texts_at
+
+        vecs = torch.from_numpy(normalize(resolve_encoder(self.config.encoder).encode_items(_texts_at(dataset, rows))))
+        inside = rows < n_old
+        if inside.any():
+            encoder.text[torch.from_numpy(rows[inside])] = vecs[torch.from_numpy(inside)]
+        if (~inside).any():
+            new = rows[~inside]
+            if int(new.min()) != n_old or len(new) != int(new.max()) + 1 - n_old:
+                raise ValueError("sasrec-text: new items must take the next indices")
+            encoder.append(vecs[torch.from_numpy(~inside)])
+            self.item_counts = np.r_[self.item_counts, np.zeros(len(new), np.int64)]
+        self.n_items = max(self.n_items, dataset.n_items)
+        m = self.matrix
+        if m.shape[1] < self.n_items:
+            self.matrix = sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], self.n_items))
+        cached = getattr(self, "_table", None)
+        if cached is None:
+            return
+        # only the changed rows are projected (an item's vector depends on its own text and ID)
+        from lmrec.types import grow_rows
+
+        _, old_items = cached
+        old = old_items[rows[inside]].copy()
+        buf = grow_rows(np.ascontiguousarray(cached[0].numpy()), self.n_items + 1)
+        self.network.eval()
+        with torch_threads(self.config.threads), torch.no_grad():
+            buf[rows + 1] = encoder.rows(torch.from_numpy(rows)).numpy()
+        self._table = (torch.from_numpy(buf), buf[1:])
+        if getattr(self, "_vectors", None) is not None:
+            self._vectors.rows_changed(buf[1:], rows, old, n_old)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from lmrec.recall.base import ModelConfig
+from lmrec.component import ComponentConfig
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +53,7 @@ def require_torch() -> Any:
     return torch
 
 
-class TrainConfig(ModelConfig):
+class TrainConfig(ComponentConfig):
     """Optimisation fields shared by trained models.
 
     epochs: the most passes over the training windows. batch_size, lr: AdamW's. weight_decay:

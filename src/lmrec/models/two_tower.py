@@ -47,7 +47,8 @@ from lmrec.recall.base import Recommender
 from lmrec.recall.item2item import dataset_item_texts, dataset_item_vectors, resolve_encoder
 from lmrec.text.base import normalize
 from lmrec.text.registry import check_encoder_name
-from lmrec.types import config_hash
+from lmrec.recall.scores import UserScores, VectorCache, VectorScores
+from lmrec.types import HistoryBatch, config_hash
 
 __all__ = ["TwoTowerConfig", "TwoTowerRecommender", "TrainingData", "GRID"]
 
@@ -120,11 +121,6 @@ class TwoTowerConfig(TrainConfig):
         return self
 
 
-GRID: list[dict[str, Any]] = [
-    {"loss": "softmax", "pooling": "mean"}, {"loss": "softmax", "pooling": "attention"},
-    {"loss": "bce", "pooling": "mean"}, {"loss": "softmax", "pooling": "mean", "item_id": True},
-]
-"""The validation grid of `lmrec eval --tune --model two-tower`."""
 
 
 class TrainingData:
@@ -430,6 +426,44 @@ class TwoTowerRecommender(Recommender):
             emb = self.net.item(torch.from_numpy(vec[None, :].astype(np.float32)))
         self.item_embeddings[item_index] = emb.numpy()[0]
 
+    # --- as a channel: the user tower over the request's history ---------------------------
+    history_based = True
+
+    def user_scores(self, batch: HistoryBatch) -> UserScores:
+        """<user tower(history), item tower(item)>: the fitted user vector while the user's
+        items are those of the fit, else the user tower over the current history (new events,
+        new users, sessions), against the item embeddings."""
+        self._require_net()
+        m = self.matrix
+        vecs = np.zeros((len(batch), self.config.dim), np.float32)
+        todo: list[int] = []
+        for r, u in enumerate(batch.users.tolist()):
+            if 0 <= u < self.n_users and len(batch.items[r]) and np.array_equal(
+                    batch.distinct(r), m.indices[m.indptr[u]:m.indptr[u + 1]]):
+                vecs[r] = self.user_embeddings[self.task_index][u]
+            else:
+                todo.append(r)
+        if todo:
+            hist = [batch.items[r][batch.items[r] < self.n_items] for r in todo]
+            vecs[todo] = self.user_vectors_from_histories(hist)
+        if getattr(self, "_vectors", None) is None:
+            self._vectors = VectorCache()
+        stats, ann = self._vectors.get(self.item_embeddings, None, self.n_items, self.retrieval)
+        return VectorScores(vecs, self.item_embeddings, stats, None, ann, self.n_items)
+
+    def prepare_retrieval(self, index: str = "exact", **params: Any) -> None:
+        super().prepare_retrieval(index, **params)
+        self._vectors = None
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        """Embed new (or changed) items through the item tower from their text in `dataset`."""
+        from lmrec.recall.item2item import _texts_at
+
+        rows = np.unique(np.r_[np.asarray(items, np.int64), np.arange(self.n_items, dataset.n_items)])
+        for i, text in zip(rows.tolist(), _texts_at(dataset, rows)):
+            self.add_item(int(i), text)
+        self._vectors = None
+
     def for_task(self, task: str) -> TwoTowerRecommender:
         """The same fitted model scoring with another head ("watched" or "liked")."""
         if task not in TASKS[:self.n_tasks]:
@@ -518,14 +552,3 @@ class TwoTowerRecommender(Recommender):
     # the base class's npz hooks are unused: save/load are overridden
     def _state(self) -> dict[str, np.ndarray]:  # pragma: no cover
         return {}
-
-
-def _register() -> None:
-    from lmrec.component import DEFAULT_GRIDS, model_names, register_model
-
-    if "two-tower" not in model_names():
-        register_model("two-tower", "lmrec.models.two_tower:TwoTowerRecommender")
-    DEFAULT_GRIDS.setdefault("two-tower", GRID)
-
-
-_register()

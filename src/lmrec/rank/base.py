@@ -1,135 +1,20 @@
-"""What the stages after recall share: the request (`Query`), a behaviour `Event`, a small
-registry that builds a stage from its name and parameters, and the `Ranker` interface.
-
-Every stage after recall (features, rankers, re-rankers) is named in a pipeline config and
-built by name from a `Registry`, so each can be swapped alone. Stage parameters are pydantic
-models with `extra="forbid"`: a misspelt key fails with a message naming it.
-
-Example:
-    >>> reg = Registry("greeter")
-    >>> @reg.register("hello")
-    ... class Hello:
-    ...     def __init__(self, name: str = "world") -> None:
-    ...         self.name = name
-    >>> reg.create("hello", {"name": "lmrec"}).name
-    'lmrec'
-    >>> reg.create("bye")
-    Traceback (most recent call last):
-    ...
-    lmrec.rank.base.UnknownStageError: unknown greeter 'bye'; known: hello
-"""
+"""The ranker interface: `RankData` (one row per (query, candidate) pair) and `Ranker`
+(`fit(RankData)` with labels, `score(RankData)`), built by name from `RANKERS`."""
 
 from __future__ import annotations
 
-import importlib
 import json
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from lmrec.data.dataset import Interactions
-from lmrec.types import EventKind, config_hash
+from lmrec.component import RANKERS, Component, ComponentConfig
+from lmrec.types import config_hash
 
-__all__ = ["Query", "Event", "events_of", "Registry", "UnknownStageError", "StageConfig", "RankData",
-           "Ranker", "RANKERS"]
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Query:
-    """One request to the stages after recall.
-
-    `user` is an internal user index (None: anonymous); `text` a search query (None: plain
-    recommendation); `time` the request time in the data's time unit (None: the user's last
-    event, which is what offline replays use, so training and serving see the same clock);
-    `context` holds per-request business data, e.g. `{"blocked": [item indices]}`.
-    """
-
-    user: int | None = None
-    text: str | None = None
-    time: int | None = None
-    context: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One behaviour event over internal indices (what `update(event)` halves consume)."""
-
-    user: int
-    item: int
-    timestamp: int
-    kind: EventKind = EventKind.VIEW
-    value: float = 1.0
-
-
-def events_of(inter: Interactions) -> Iterator[Event]:
-    """The rows of `inter` as Events, in (timestamp, user, item) order: the order a live
-    system would have seen them in."""
-    order = np.lexsort((inter.item, inter.user, inter.timestamp))
-    for i in order:
-        yield Event(int(inter.user[i]), int(inter.item[i]), int(inter.timestamp[i]),
-                    EventKind(int(inter.kind[i])), float(inter.value[i]))
-
-
-class UnknownStageError(ValueError):
-    """A stage name that is not registered; the message lists the known names."""
-
-
-class StageConfig(BaseModel):
-    """Base of every stage's parameters: typed, validated, JSON round-trippable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Registry(Generic[T]):
-    """Names -> stage factories (a class or callable taking the parameters as keywords, or a
-    lazy "package.module:Attr" string imported on first use)."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, str | Callable[..., T]] = {}
-
-    def register(self, name: str, factory: str | Callable[..., T] | None = None, *,
-                 replace: bool = False) -> Any:
-        """Register `factory` under `name`; without `factory`, a decorator."""
-        if factory is None:
-            def deco(obj: Callable[..., T]) -> Callable[..., T]:
-                self.register(name, obj, replace=replace)
-                return obj
-            return deco
-        if not name:
-            raise ValueError(f"a {self.kind} name must be a non-empty string")
-        if name in self._entries and not replace and self._entries[name] is not factory:
-            raise ValueError(f"{self.kind} {name!r} is already registered; pass replace=True to override it")
-        self._entries[name] = factory
-        return factory
-
-    def names(self) -> list[str]:
-        return list(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def get(self, name: str) -> Callable[..., T]:
-        try:
-            entry = self._entries[name]
-        except KeyError:
-            raise UnknownStageError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
-        if isinstance(entry, str):
-            module, _, attr = entry.partition(":")
-            entry = getattr(importlib.import_module(module), attr)
-            self._entries[name] = entry
-        return entry
-
-    def create(self, name: str, params: Mapping[str, Any] | None = None) -> T:
-        """A new stage `name` built with `params` (pydantic names any bad field)."""
-        return self.get(name)(**dict(params or {}))
+__all__ = ["RankData", "Ranker", "RANKERS"]
 
 
 @dataclass
@@ -221,23 +106,16 @@ class RankData:
                         np.concatenate([p.groups for p in parts]), labels, vectors)
 
 
-class Ranker(ABC):
+class Ranker(Component):
     """Orders the candidates of each query: `fit(RankData)` with labels, `score(RankData)`
     returns one float per row (higher = better). Saved as a folder with config.json."""
 
     name: ClassVar[str] = "ranker"
-    Config: ClassVar[type[StageConfig]] = StageConfig
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
 
-    def __init__(self, **params: Any) -> None:
-        self.config = self.Config(**params)
+    def __init__(self, config: ComponentConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
         self.columns: list[str] | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.config.model_dump()
 
     @property
     def is_fitted(self) -> bool:
@@ -295,8 +173,3 @@ class Ranker(ABC):
     def _load(self, path: Path) -> None:
         pass
 
-
-RANKERS: Registry[Ranker] = Registry("ranker")
-RANKERS.register("none", "lmrec.rank.ltr:PassthroughRanker")
-RANKERS.register("lambdarank", "lmrec.rank.ltr:LambdaRankRanker")
-RANKERS.register("ctr", "lmrec.rank.ctr:CTRRanker")

@@ -3,7 +3,7 @@ item, and the user's affinity for the item's categories and categorical attribut
 
 Example:
     >>> from lmrec.testing.toy import toy_dataset
-    >>> from lmrec.rank.base import Query
+    >>> from lmrec.types import Query
     >>> from lmrec.types import Candidates
     >>> ds = toy_dataset()
     >>> f = CategoryAffinity().fit(ds.interactions, ds)
@@ -21,7 +21,8 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.rank.base import Event, StageConfig
+from lmrec.component import ComponentConfig
+from lmrec.types import Event
 from lmrec.rank.features import Feature, PairBatch
 from lmrec.recall.item2item import dataset_item_vectors, resolve_encoder
 from lmrec.text.base import normalize
@@ -30,7 +31,7 @@ from lmrec.text.registry import check_encoder_name
 __all__ = ["LMSimilarity", "CategoryAffinity", "KeyCounts", "categorical_attributes"]
 
 
-class LMConfig(StageConfig):
+class LMConfig(ComponentConfig):
     """encoder: a `lmrec.text.registry` name; half_life: of the recency-weighted profile, in
     events; recent: how many of the latest history items the max-similarity column looks at;
     query: add the query-item cosine column (search requests)."""
@@ -85,9 +86,16 @@ class LMSimilarity(Feature):
         keep = after < r
         self.recent[owner[keep], r - 1 - after[keep]] = s.item[keep]
 
-    def update(self, event: Event) -> None:
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        """Embed new (or changed) items: their cosines are real from the next request."""
+        if self.fitted:
+            from lmrec.recall.item2item import item_vectors_for
+
+            self.item_vectors = item_vectors_for(dataset, self.config.encoder, items, self.item_vectors)
+
+    def _update_one(self, event: Event) -> None:
         if event.item >= len(self.item_vectors):
-            raise IndexError(f"lm feature: item {event.item} has no embedding (catalog has {len(self.item_vectors)})")
+            return  # not in the catalog this feature knows: add_items first
         self._grow(event.user + 1)
         u = event.user
         self.sums[u] = self.sums[u] * self.decay + self.item_vectors[event.item]
@@ -199,7 +207,7 @@ def categorical_attributes(dataset: Dataset) -> list[str]:
     return out
 
 
-class CategoryConfig(StageConfig):
+class CategoryConfig(ComponentConfig):
     """attributes: categorical item attributes to score like categories ("auto": see
     `categorical_attributes`; [] for none)."""
 
@@ -244,8 +252,32 @@ class CategoryAffinity(Feature):
                 if isinstance(v, str) and v.strip():
                     self.item_attr[i, j] = vocab.setdefault(f"a\x1f{a}\x1f{v.strip()}", len(vocab))
         self.n_tokens = len(vocab) + 1
+        self._vocab = vocab
         self.user_events = np.zeros(dataset.n_users, np.float64)
         self.counts = KeyCounts()
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        """Give new (or changed) items their categories and attribute values among the
+        tokens known since the fit (a category no item had then counts from the next fit)."""
+        table = dataset.item_table
+        if table is None or not self.fitted:
+            return
+        vocab = self._vocab
+        n = dataset.n_items
+        old = self.item_cats.tolil()
+        if n > old.shape[0]:
+            old.resize((n, old.shape[1]))
+            self.item_attr = np.r_[self.item_attr, np.full((n - len(self.item_attr), len(self.attrs)), -1, np.int64)]
+        for i in np.asarray(items, np.int64).tolist():
+            old.rows[i], old.data[i] = [], []
+            for c in dict.fromkeys(table.categories[i]):
+                tok = vocab.get(f"c\x1f{c}")
+                if tok is not None:
+                    old[i, tok] = 1.0
+            for j, a in enumerate(self.attrs):
+                v = table.attributes.get(a, [None] * n)[i]
+                self.item_attr[i, j] = vocab.get(f"a\x1f{a}\x1f{v.strip()}", -1) if isinstance(v, str) else -1
+        self.item_cats = old.tocsr()
 
     def _item_tokens(self, item: int) -> np.ndarray:
         cats = self.item_cats.indices[self.item_cats.indptr[item]:self.item_cats.indptr[item + 1]]
@@ -263,7 +295,7 @@ class CategoryAffinity(Feature):
             keys.append(history.user[ok] * self.n_tokens + tok[ok])
         self.counts.fit(np.concatenate(keys))
 
-    def update(self, event: Event) -> None:
+    def _update_one(self, event: Event) -> None:
         if event.user >= len(self.user_events):
             self.user_events = np.r_[self.user_events, np.zeros(event.user + 1 - len(self.user_events))]
         self.user_events[event.user] += 1

@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from lmrec.rank.base import RankData, Ranker, StageConfig
+from lmrec.component import ComponentConfig
+
+from lmrec.rank.base import RankData, Ranker
 
 __all__ = ["CTRConfig", "CTRRanker"]
 
 
-class CTRConfig(StageConfig):
+class CTRConfig(ComponentConfig):
     """hidden / dropout: the one hidden layer; tasks: label column -> weight in the score
     (each needs a RankData label); use_user / use_features: also feed the user profile
     embedding / the standardised tabular features; neg_per_pos: keep at most this many

@@ -1,4 +1,4 @@
-"""Ranker features. Each feature has an online half, `update(event)`, that folds one event
+"""Ranker features. Each feature has an online half, `update(events)`, that folds events
 into its state, and a `values(query, candidates)` half that reads the state; `fit(history,
 dataset)` builds the same state in one vectorised pass (tests check it equals replaying every
 event through `update`). Training the ranker offline therefore computes exactly what a
@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -33,7 +33,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.rank.base import Event, Query, Registry, StageConfig, events_of
+from lmrec.component import FEATURES, Component, ComponentConfig
+from lmrec.types import Event, Query, events_of
 from lmrec.types import Candidates
 
 __all__ = ["RANK_PREFIX", "Z_PREFIX", "MERGE_KEY", "PairBatch", "Feature", "FeatureSet", "FEATURES",
@@ -98,23 +99,21 @@ class PairBatch:
         return t[self.group]
 
 
-class Feature(ABC):
+class Feature(Component):
     """One feature family: a few named columns computed per (query, candidate) pair.
 
     Subclasses set `name`, `Config`, implement `_reset(dataset)` (empty state sized for the
-    data set), `update(event)`, `columns` and `compute(batch)`; they may override
-    `_fit_history` with a vectorised build that must equal replaying the events.
+    data set), `_update_one(event)` (stateless features skip it), `columns` and
+    `compute(batch)`; they may override `_fit_history` with a vectorised build that must equal
+    replaying the events, and `update` with a vectorised batch update.
     """
 
     name: ClassVar[str] = "feature"
-    Config: ClassVar[type[StageConfig]] = StageConfig
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
 
-    def __init__(self, **params: Any) -> None:
-        self.config = self.Config(**params)
+    def __init__(self, config: ComponentConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
         self.fitted = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config.model_dump().items())})"
 
     def fit(self, history: Interactions, dataset: Dataset) -> Self:
         """Build the state from `history` (indices over `dataset`); returns self."""
@@ -124,10 +123,14 @@ class Feature(ABC):
         return self
 
     def _fit_history(self, history: Interactions) -> None:
-        for event in events_of(history):
-            self.update(event)
+        self.update(list(events_of(history)))
 
-    def update(self, event: Event) -> None:  # noqa: B027 - stateless features ignore events
+    def update(self, events: Sequence[Event]) -> None:
+        """Fold events (in arrival order) into the state."""
+        for event in events:
+            self._update_one(event)
+
+    def _update_one(self, event: Event) -> None:  # noqa: B027 - stateless features ignore events
         """Fold one event into the state (stateless features ignore it)."""
 
     def values(self, query: Query, candidates: Candidates) -> np.ndarray:
@@ -154,10 +157,7 @@ class Feature(ABC):
     def compute(self, batch: PairBatch) -> np.ndarray: ...
 
 
-FEATURES: Registry[Feature] = Registry("feature")
-
-
-class ChannelConfig(StageConfig):
+class ChannelConfig(ComponentConfig):
     """channels: recall channel names (the pipeline fills them in); zscore / ranks: add each
     channel's catalog z-score and 1-based rank in its list."""
 
@@ -166,7 +166,6 @@ class ChannelConfig(StageConfig):
     ranks: bool = True
 
 
-@FEATURES.register("channels")
 class ChannelFeatures(Feature):
     """Recall-stage evidence: each channel's raw score, catalog z-score and list rank (NaN
     where the channel did not list the item), the merge score and the number of channels
@@ -207,11 +206,10 @@ class ChannelFeatures(Feature):
         return np.stack(cols, axis=1).astype(np.float32) if cols else np.zeros((len(batch), 0), np.float32)
 
 
-class UserActivityConfig(StageConfig):
+class UserActivityConfig(ComponentConfig):
     pass
 
 
-@FEATURES.register("user")
 class UserActivity(Feature):
     """How active the user is: log(1 + events), tenure (days from the first event to the
     query time; event positions when the data has no clock) and mean event value (rating)."""
@@ -240,7 +238,7 @@ class UserActivity(Feature):
         if len(history):
             np.minimum.at(self.first, history.user, history.timestamp)
 
-    def update(self, event: Event) -> None:
+    def _update_one(self, event: Event) -> None:
         self._grow(event.user + 1)
         self.count[event.user] += 1
         self.value_sum[event.user] += event.value
@@ -281,9 +279,13 @@ class FeatureSet:
             f.fit(history, dataset)
         return self
 
-    def update(self, event: Event) -> None:
+    def update(self, events: Sequence[Event]) -> None:
         for f in self.features:
-            f.update(event)
+            f.update(events)
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        for f in self.features:
+            f.add_items(items, dataset)
 
     @property
     def columns(self) -> list[str]:
@@ -303,12 +305,3 @@ class FeatureSet:
 
     def values(self, query: Query, candidates: Candidates) -> np.ndarray:
         return self.compute(PairBatch.build([query], [candidates]))[0]
-
-
-FEATURES.register("popularity", "lmrec.rank.item_features:ItemPopularity")
-FEATURES.register("recency", "lmrec.rank.item_features:ItemRecency")
-FEATURES.register("numeric", "lmrec.rank.item_features:NumericAttributes")
-FEATURES.register("lm", "lmrec.rank.content_features:LMSimilarity")
-FEATURES.register("category", "lmrec.rank.content_features:CategoryAffinity")
-FEATURES.register("sequence", "lmrec.rank.sequence_features:ItemTransitions")
-FEATURES.register("demographic", "lmrec.rank.user_features:DemographicLift")

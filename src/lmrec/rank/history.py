@@ -10,19 +10,20 @@ Example:
     >>> h = UserHistory().fit(Interactions(np.array([0, 0, 1]), np.array([3, 1, 2]), np.array([5, 9, 7])), 2)
     >>> h.items(0).tolist(), h.last_time(0)
     ([3, 1], 9)
-    >>> h.update(Event(0, 4, 12)); h.items(0).tolist()
+    >>> h.update([Event(0, 4, 12)]); h.items(0).tolist()
     [3, 1, 4]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
 
 from lmrec.data.dataset import Interactions
-from lmrec.rank.base import Event
+from lmrec.types import Event
 
 __all__ = ["UserHistory"]
 
@@ -41,6 +42,7 @@ class UserHistory:
         self._ts = np.zeros(0, dtype=np.int64)
         self._val = np.zeros(0, dtype=np.float32)
         self._extra: dict[int, list[tuple[int, int, float]]] = {}
+        self._n_extra = 0
 
     def fit(self, inter: Interactions, n_users: int) -> Self:
         s = inter.sorted()
@@ -48,16 +50,40 @@ class UserHistory:
         self._indptr = np.searchsorted(s.user, np.arange(self.n_users + 1)).astype(np.int64)
         self._items, self._ts, self._val = s.item.copy(), s.timestamp.copy(), s.value.copy()
         self._extra = {}
+        self._n_extra = 0
         return self
 
-    def update(self, event: Event) -> None:
-        """Append one event (any user index; new users grow the table)."""
-        if event.user < 0 or event.item < 0:
-            raise ValueError(f"event user / item index must be >= 0, got user={event.user} item={event.item}")
-        if event.user >= self.n_users:
-            self._indptr = np.r_[self._indptr, np.full(event.user + 1 - self.n_users, self._indptr[-1])]
-            self.n_users = event.user + 1
-        self._extra.setdefault(event.user, []).append((int(event.timestamp), int(event.item), float(event.value)))
+    def update(self, events: Sequence[Event]) -> None:
+        """Append events (any user index; new users grow the table)."""
+        for event in events:
+            if event.user < 0 or event.item < 0:
+                raise ValueError(f"event user / item index must be >= 0, got user={event.user} item={event.item}")
+        top = max((e.user for e in events), default=-1)
+        if top >= self.n_users:
+            self._indptr = np.r_[self._indptr, np.full(top + 1 - self.n_users, self._indptr[-1])]
+            self.n_users = top + 1
+        for event in events:
+            self._extra.setdefault(event.user, []).append((int(event.timestamp), int(event.item), float(event.value)))
+            self._n_extra += 1
+        if self._n_extra > max(100_000, len(self._items)):
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge the events that arrived since `fit` into the flat arrays (reads get cheaper;
+        the histories do not change)."""
+        if not self._extra:
+            return
+        users, items, ts, vals = [np.repeat(np.arange(self.n_users), np.diff(self._indptr))], [self._items], \
+            [self._ts], [self._val]
+        for u, ev in self._extra.items():
+            et, ei, evv = (np.array(c) for c in zip(*ev))
+            users.append(np.full(len(ev), u, np.int64))
+            items.append(ei.astype(np.int64))
+            ts.append(et.astype(np.int64))
+            vals.append(evv.astype(np.float32))
+        inter = Interactions(np.concatenate(users), np.concatenate(items), np.concatenate(ts),
+                             value=np.concatenate(vals))
+        self.fit(inter, self.n_users)
 
     def _slice(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if u < 0 or u >= self.n_users:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.rank.base import Event, StageConfig
+from lmrec.component import ComponentConfig
+from lmrec.types import Event
 from lmrec.rank.features import DAY, Feature, PairBatch
 
 __all__ = ["ItemTimeline", "ItemPopularity", "ItemRecency", "NumericAttributes", "numeric_attributes"]
@@ -128,7 +129,7 @@ class _TimelineFeature(Feature):
     def _fit_history(self, history: Interactions) -> None:
         self.timeline.extend(history.item, history.timestamp)
 
-    def update(self, event: Event) -> None:
+    def _update_one(self, event: Event) -> None:
         self.timeline.add(event.item, event.timestamp)
 
     def _times(self, batch: PairBatch) -> np.ndarray:
@@ -138,7 +139,7 @@ class _TimelineFeature(Feature):
         return np.where((t >= 0) & self.clock, t, self.timeline.latest())
 
 
-class PopularityConfig(StageConfig):
+class PopularityConfig(ComponentConfig):
     """windows: recent windows in days (data with real timestamps only)."""
 
     windows: list[float] = [7.0, 30.0]
@@ -173,7 +174,7 @@ class ItemPopularity(_TimelineFeature):
         return np.stack(cols, axis=1).astype(np.float32)
 
 
-class RecencyConfig(StageConfig):
+class RecencyConfig(ComponentConfig):
     pass
 
 
@@ -190,6 +191,14 @@ class ItemRecency(_TimelineFeature):
         table = dataset.item_table
         created = table.created_at if table is not None else np.full(dataset.n_items, -1)
         self.created = np.where(np.asarray(created) >= 0, np.asarray(created, np.float64), np.nan)
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        table = dataset.item_table
+        if table is None or not self.fitted:
+            return
+        created = np.asarray(table.created_at, np.float64)
+        self.created = np.r_[self.created, np.full(max(len(created) - len(self.created), 0), np.nan)]
+        self.created[items] = np.where(created[items] >= 0, created[items], np.nan)
 
     @property
     def columns(self) -> list[str]:
@@ -236,7 +245,7 @@ def numeric_attributes(dataset: Dataset) -> list[str]:
     return out
 
 
-class NumericConfig(StageConfig):
+class NumericConfig(ComponentConfig):
     """attributes: numeric item attributes to use, or "auto" (see `numeric_attributes`)."""
 
     attributes: list[str] | str = "auto"
@@ -283,7 +292,19 @@ class NumericAttributes(Feature):
             self.counts[:, j] += np.bincount(history.user, weights=ok[:, j].astype(float),
                                              minlength=len(self.sums))[:len(self.sums)]
 
-    def update(self, event: Event) -> None:
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        table = dataset.item_table
+        if table is None or not self.fitted or not self.attrs:
+            return
+        n = dataset.n_items
+        if n > len(self.item_values):
+            self.item_values = np.r_[self.item_values, np.full((n - len(self.item_values), len(self.attrs)), np.nan)]
+        for j, a in enumerate(self.attrs):
+            col = table.attributes.get(a)
+            if col is not None:
+                self.item_values[items, j] = [_as_float(col[i]) for i in np.asarray(items).tolist()]
+
+    def _update_one(self, event: Event) -> None:
         if event.item >= len(self.item_values):
             return  # an item added after fit has no attributes here
         self._grow(event.user + 1)

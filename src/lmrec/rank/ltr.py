@@ -23,12 +23,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from lmrec.rank.base import RankData, Ranker, StageConfig
+from lmrec.component import ComponentConfig
+
+from lmrec.rank.base import RankData, Ranker
 
 __all__ = ["PassthroughRanker", "LambdaRankRanker", "LambdaRankConfig", "feature_names"]
 
 
-class PassthroughConfig(StageConfig):
+class PassthroughConfig(ComponentConfig):
     """column: the feature column whose value is the score (default "merge:score", the
     recall stage's merged score)."""
 
@@ -68,7 +70,7 @@ def feature_names(columns: list[str]) -> list[str]:
     return out
 
 
-class LambdaRankConfig(StageConfig):
+class LambdaRankConfig(ComponentConfig):
     """LightGBM parameters (names as in LightGBM); `objective`: "lambdarank" (pairwise,
     weighted by the NDCG change, truncated at `truncation_level`) or "rank_xendcg" (listwise
     cross-entropy between the softmax of a group's scores and its labels: every positive counts,

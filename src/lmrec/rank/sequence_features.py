@@ -8,7 +8,7 @@ to the new item; a candidate's value for one of the user's latest items is the c
 Example:
     >>> import numpy as np
     >>> from lmrec.data.dataset import Dataset, IdMap, Interactions
-    >>> from lmrec.rank.base import Query
+    >>> from lmrec.types import Query
     >>> from lmrec.types import Candidates
     >>> inter = Interactions(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 0, 1, 0]), np.array([1, 2, 1, 2, 1]))
     >>> ds = Dataset("d", IdMap("abc"), IdMap("xyz"), inter)
@@ -23,7 +23,8 @@ import numpy as np
 from pydantic import Field
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.rank.base import Event, StageConfig
+from lmrec.component import ComponentConfig
+from lmrec.types import Event
 from lmrec.rank.content_features import KeyCounts
 from lmrec.rank.features import Feature, PairBatch
 
@@ -56,7 +57,7 @@ def latest_items(s: Interactions, out: np.ndarray) -> None:
     out[s.user[sel], width - 1 - after[sel]] = s.item[sel]
 
 
-class TransitionConfig(StageConfig):
+class TransitionConfig(ComponentConfig):
     """window: how many following events a transition reaches; recent: how many of the
     user's latest items are looked up; decay: weight ratio between consecutive latest items
     in the weighted sum."""
@@ -88,7 +89,7 @@ class ItemTransitions(Feature):
         self.out += np.bincount(a, minlength=self.n_items)[:self.n_items]
         latest_items(s, self.latest)
 
-    def update(self, event: Event) -> None:
+    def _update_one(self, event: Event) -> None:
         if event.item >= self.n_items:
             return  # an item added after fit: no transitions counted for it here
         if event.user >= len(self.latest):

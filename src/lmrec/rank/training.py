@@ -24,13 +24,13 @@ from pydantic import Field
 from scipy.stats import mannwhitneyu
 
 from lmrec.data.dataset import Interactions
-from lmrec.rank.base import StageConfig
+from lmrec.component import ComponentConfig
 from lmrec.types import Candidates, EventKind
 
 __all__ = ["WindowSpec", "window_split", "window_folds", "candidate_labels", "auc", "group_auc", "group_ndcg"]
 
 
-class WindowSpec(StageConfig):
+class WindowSpec(ComponentConfig):
     """strategy "user-last": each user's last `size` events (the leave-one-out protocol's
     shape); "time": every event after the (1 - fraction) quantile of timestamps; "random": a
     seeded random `fraction` of each user's events (at least one; the shape of a random

@@ -4,7 +4,7 @@ among all users.
 
 Example:
     >>> from lmrec.testing.toy import toy_dataset
-    >>> from lmrec.rank.base import Query
+    >>> from lmrec.types import Query
     >>> from lmrec.types import Candidates
     >>> ds = toy_dataset()
     >>> ds.user_attributes = {"group": ["a" if u % 2 else "b" for u in range(ds.n_users)]}
@@ -23,7 +23,8 @@ import numpy as np
 from pydantic import Field
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.rank.base import Event, StageConfig
+from lmrec.component import ComponentConfig
+from lmrec.types import Event
 from lmrec.rank.features import Feature, PairBatch
 
 __all__ = ["DemographicLift", "demographic_attributes"]
@@ -40,7 +41,7 @@ def demographic_attributes(dataset: Dataset, max_values: int = 50) -> list[str]:
     return out
 
 
-class DemographicConfig(StageConfig):
+class DemographicConfig(ComponentConfig):
     """attributes: user attributes to use ("auto": see `demographic_attributes`); prior: the
     number of pseudo-events, at the item's overall share, that smooth each group's share."""
 
@@ -91,7 +92,7 @@ class DemographicLift(Feature):
             ok = c >= 0
             np.add.at(self.counts[j], (c[ok], items[ok]), 1.0)
 
-    def update(self, event: Event) -> None:
+    def _update_one(self, event: Event) -> None:
         if event.item >= self.n_items:
             return  # an item added after fit: no counts kept here
         self.item_total[event.item] += 1

@@ -26,7 +26,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.recall.base import ModelConfig, Recommender
+from lmrec.component import ComponentConfig
+from lmrec.recall.base import Recommender
 from lmrec.recall.normalise import normalise
 
 __all__ = ["BlendConfig", "BlendRecommender", "normalise_scores"]
@@ -47,7 +48,7 @@ def normalise_scores(scores: np.ndarray, how: str = "zscore") -> np.ndarray:
     return normalise(scores, how).astype(np.float32)  # type: ignore[arg-type]
 
 
-class BlendConfig(ModelConfig):
+class BlendConfig(ComponentConfig):
     """cf / lm: registered model names of the two members, with their parameters; weight:
     the LM member's weight; norm: "zscore" or "minmax" (per user, over the catalog)."""
 
@@ -121,17 +122,3 @@ class BlendRecommender(Recommender):
 def clear_member_cache() -> None:
     """Forget the fitted members kept for weight tuning (frees their memory)."""
     _MEMBERS.clear()
-
-
-GRID: list[dict[str, Any]] = [{"weight": w} for w in (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)]
-
-
-def _register() -> None:
-    from lmrec.component import DEFAULT_GRIDS, model_names, register_model
-
-    if "blend" not in model_names():
-        register_model("blend", "lmrec.recall.blend:BlendRecommender")
-    DEFAULT_GRIDS.setdefault("blend", GRID)
-
-
-_register()

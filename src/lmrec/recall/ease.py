@@ -9,13 +9,16 @@ from pydantic import Field
 from scipy.linalg import lapack
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.recall.base import ModelConfig, Recommender
+from lmrec.component import ComponentConfig
+from lmrec.recall.base import Recommender
+from lmrec.recall.scores import DenseScores, UserScores
+from lmrec.types import HistoryBatch
 
 # Rows handled at once when post-processing the inverse (bounds temporary memory).
 _ROW_BLOCK = 1024
 
 
-class EASEConfig(ModelConfig):
+class EASEConfig(ComponentConfig):
     """Parameters of `EASE`. lam: L2 penalty added to the diagonal of the Gram matrix."""
 
     lam: float = Field(500.0, gt=0.0)
@@ -41,6 +44,7 @@ class EASE(Recommender):
     name = "ease"
     Config = EASEConfig
     config: EASEConfig
+    history_based = True  # scores = x_u B of the user's current items: events fold in at once
 
     weights: np.ndarray
     """B: (n_items, n_items) float32 with a zero diagonal."""
@@ -53,6 +57,14 @@ class EASE(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         # sparse rows @ dense B costs nnz(rows) * n_items, far less than a dense product
         return np.asarray(self.matrix[users] @ self.weights)
+
+    def user_scores(self, batch: HistoryBatch) -> UserScores:
+        """x B for each row's current distinct items (items beyond B score 0)."""
+        self._check_fitted()
+        scores = np.asarray(batch.to_csr(len(self.weights)) @ self.weights)
+        if scores.shape[1] < self.n_items:
+            scores = np.pad(scores, ((0, 0), (0, self.n_items - scores.shape[1])))
+        return DenseScores(scores)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights}

@@ -11,10 +11,13 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.recall.base import ModelConfig, Recommender
+from lmrec.component import ComponentConfig
+from lmrec.recall.base import Recommender
+from lmrec.recall.scores import UserScores, VectorCache
+from lmrec.types import HistoryBatch
 
 
-class ALSConfig(ModelConfig):
+class ALSConfig(ComponentConfig):
     """Parameters of `ALS`.
 
     alpha: confidence of an observed interaction is 1 + alpha (Hu et al.'s c = 1 + alpha * x
@@ -31,7 +34,7 @@ class ALSConfig(ModelConfig):
     num_threads: int = Field(0, ge=0)
 
 
-class BPRConfig(ModelConfig):
+class BPRConfig(ComponentConfig):
     """Parameters of `BPR`.
 
     num_threads: implicit's BPR runs lock-free parallel SGD, whose result depends on thread
@@ -60,9 +63,54 @@ class _FactorModel(Recommender):
             model.fit(self._fit_matrix(matrix), show_progress=False)
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self.__dict__.pop("_yty", None)
+        self._vectors = VectorCache()
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
+
+    # --- as a channel: stored factors while the user's items are those of the fit ---------
+    def runs_for(self, batch: HistoryBatch) -> np.ndarray:
+        self._check_fitted()
+        known = (batch.users >= 0) & (batch.users < self.n_users)
+        if not self.can_fold_in:
+            return known
+        return known | (batch.lengths() > 0)
+
+    can_fold_in = False
+
+    def _fold_in(self, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def user_scores(self, batch: HistoryBatch) -> UserScores:
+        """<user factor, item factor>: the fitted factor of a user whose distinct items are
+        those of the fit; for a changed history (new events, a new user) a fold-in of the
+        current items when the model can (ALS), else the fitted factor (BPR)."""
+        self._check_fitted()
+        vecs = np.zeros((len(batch), self.user_factors.shape[1]), np.float32)
+        m = self.matrix
+        n_fit_items = len(self.item_factors)
+        for r, u in enumerate(batch.users.tolist()):
+            items = batch.distinct(r)
+            items = items[items < n_fit_items]
+            known = 0 <= u < self.n_users
+            same = known and np.array_equal(items, m.indices[m.indptr[u]:m.indptr[u + 1]])
+            if same or (known and not self.can_fold_in):
+                vecs[r] = self.user_factors[u]
+            elif self.can_fold_in:
+                vecs[r] = self._fold_in(items)
+        if not hasattr(self, "_vectors"):
+            self._vectors = VectorCache()
+        stats, ann = self._vectors.get(self.item_factors, None, self.n_items, self.retrieval)
+        from lmrec.recall.scores import VectorScores
+
+        return VectorScores(vecs, self.item_factors, stats, None, ann, self.n_items)
+
+    def prepare_retrieval(self, index: str = "exact", **params: Any) -> None:
+        super().prepare_retrieval(index, **params)
+        if self.matrix is not None:
+            self._vectors = VectorCache()
+            self._vectors.get(self.item_factors, None, self.n_items, self.retrieval)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
@@ -111,6 +159,21 @@ class ALS(_FactorModel):
         conf = matrix.astype(np.float32, copy=True)
         conf.data = 1.0 + self.config.alpha * conf.data
         return conf
+
+    can_fold_in = True
+
+    def _fold_in(self, items: np.ndarray) -> np.ndarray:
+        """The user factor ALS gives these items with the item factors fixed: the exact
+        solution of (Y^T Y + sum (c - 1) y y^T + lam I) x = sum c y, c = 1 + alpha."""
+        y = self.item_factors.astype(np.float64)
+        if not hasattr(self, "_yty"):
+            self._yty = y.T @ y
+        if not len(items):
+            return np.zeros(y.shape[1], np.float32)
+        c = 1.0 + self.config.alpha
+        yi = y[items]
+        a = self._yty + (c - 1.0) * (yi.T @ yi) + self.config.regularization * np.eye(y.shape[1])
+        return np.linalg.solve(a, c * yi.sum(axis=0)).astype(np.float32)
 
 
 class BPR(_FactorModel):

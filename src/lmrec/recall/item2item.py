@@ -26,7 +26,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.text.base import TextEncoder, normalize
 from lmrec.types import Candidates, topk_indices
 
-__all__ = ["resolve_encoder", "dataset_item_texts", "encode_texts_cached",
+__all__ = ["resolve_encoder", "dataset_item_texts", "encode_texts_cached", "item_vectors_for",
            "dataset_item_vectors", "recency_weights", "spherical_kmeans", "batched_spherical_kmeans",
            "TextItemSimilarity"]
 
@@ -72,6 +72,31 @@ def encode_texts_cached(encoder_name: str, texts: Sequence[str], *, progress: bo
 def dataset_item_vectors(dataset: Dataset, encoder_name: str, *, progress: bool = False) -> np.ndarray:
     """Normalised embeddings of `dataset_item_texts(dataset)`: (n_items, dim) float32."""
     return encode_texts_cached(encoder_name, dataset_item_texts(dataset), progress=progress)
+
+
+def item_vectors_for(dataset: Dataset, encoder_name: str, items: np.ndarray | Sequence[int],
+                     current: np.ndarray) -> np.ndarray:
+    """`current` item vectors brought up to date with `dataset`: the rows of `items` and of
+    every item beyond `current` are (re-)encoded from their text; the array grows with spare
+    capacity (`lmrec.types.grow_rows`), so adding items one by one stays cheap."""
+    from lmrec.types import grow_rows
+
+    n = dataset.n_items
+    todo = np.unique(np.r_[np.asarray(items, np.int64), np.arange(len(current), n)]).astype(np.int64)
+    out = current if current.flags.writeable else np.array(current)
+    out = grow_rows(out, n)
+    if len(todo):
+        texts = _texts_at(dataset, todo)
+        out[todo] = normalize(resolve_encoder(encoder_name).encode_items(texts))
+    return out
+
+
+def _texts_at(dataset: Dataset, items: np.ndarray) -> list[str]:
+    if dataset.item_table is None:
+        return [""] * len(items)
+    from lmrec.text.templates import item_texts
+
+    return item_texts(dataset, items=items)
 
 
 def recency_weights(n: int, half_life: float) -> np.ndarray:

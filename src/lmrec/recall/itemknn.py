@@ -8,13 +8,16 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.recall.base import ModelConfig, Recommender, _csr_from_state, _csr_state
+from lmrec.component import ComponentConfig
+from lmrec.recall.base import Recommender, _csr_from_state, _csr_state
+from lmrec.recall.scores import SparseRowScores, UserScores
+from lmrec.types import HistoryBatch
 
 # Dense float32 elements per similarity block (64 MiB): bounds memory on large catalogs.
 _BLOCK_ELEMENTS = 16 * 1024 * 1024
 
 
-class ItemKNNConfig(ModelConfig):
+class ItemKNNConfig(ComponentConfig):
     """Parameters of `ItemKNN`.
 
     k: neighbours kept per item. shrink: added to the norm product in the cosine
@@ -48,6 +51,7 @@ class ItemKNN(Recommender):
     name = "itemknn"
     Config = ItemKNNConfig
     config: ItemKNNConfig
+    history_based = True  # scores = x_u S of the user's current items: events fold in at once
 
     similarity: sp.csr_matrix
     """(n_items, n_items) float32; column j holds the k neighbours of item j."""
@@ -58,6 +62,16 @@ class ItemKNN(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return (self.matrix[users] @ self.similarity).toarray()
+
+    def user_scores(self, batch: HistoryBatch) -> UserScores:
+        """x S for each row's current distinct items, kept sparse: only the neighbours of the
+        user's items are touched."""
+        self._check_fitted()
+        m = sp.csr_matrix(batch.to_csr(self.similarity.shape[0]) @ self.similarity)
+        m.sort_indices()
+        cols = [m.indices[m.indptr[r]:m.indptr[r + 1]] for r in range(m.shape[0])]
+        vals = [m.data[m.indptr[r]:m.indptr[r + 1]] for r in range(m.shape[0])]
+        return SparseRowScores(cols, vals, self.n_items)
 
     def _state(self) -> dict[str, np.ndarray]:
         return _csr_state("similarity", self.similarity)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -22,9 +23,12 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator
 
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.recall.base import ModelConfig, Recommender
-from lmrec.recall.item2item import (batched_spherical_kmeans, dataset_item_vectors,
+from lmrec.component import ComponentConfig
+from lmrec.recall.base import Recommender
+from lmrec.recall.item2item import (batched_spherical_kmeans, dataset_item_vectors, item_vectors_for,
                                     recency_weights, resolve_encoder, spherical_kmeans)
+from lmrec.recall.scores import DenseScores, UserScores, VectorCache, VectorScores
+from lmrec.types import Event, HistoryBatch
 from lmrec.text.base import normalize
 from lmrec.text.registry import check_encoder_name
 
@@ -34,7 +38,7 @@ __all__ = ["LMUserConfig", "LMUserRecommender", "LMMeanRecommender", "LMRecencyR
 Mode = Literal["mean", "recency", "multi"]
 
 
-class LMUserConfig(ModelConfig):
+class LMUserConfig(ComponentConfig):
     """Parameters of the LM user-history models.
 
     encoder: a `lmrec.text.registry` name ("minilm", "minilm-int8", "minilm-onnx", "e5-small",
@@ -74,6 +78,7 @@ class LMUserRecommender(Recommender):
     name = "lm-user"
     Config = LMUserConfig
     config: LMUserConfig
+    history_based = True  # as a channel the user vector comes from the request's history
 
     item_vectors: np.ndarray  # (n_items, dim) normalised
     fallback: np.ndarray  # (dim,) vector of users without history
@@ -82,6 +87,7 @@ class LMUserRecommender(Recommender):
 
     # --- fitting ---------------------------------------------------------------------------
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
+        self._vectors = VectorCache()
         self.item_vectors = dataset_item_vectors(dataset, self.config.encoder).copy()
         counts = np.bincount(train.item, minlength=self.n_items).astype(np.float32)
         self.fallback = normalize(counts @ self.item_vectors if counts.sum() else self.item_vectors.mean(axis=0))
@@ -160,9 +166,12 @@ class LMUserRecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         if self.config.mode != "multi":
             return self.user_vectors(users) @ self.item_vectors.T
-        n, k, dim = len(users), self.config.n_interests, self.item_vectors.shape[1]
-        counts = self.weights[users]  # (n, k)
-        centers = normalize(self.sums[users].reshape(n * k, dim)).reshape(n, k, dim)
+        return self._multi_from_state(self.sums[users], self.weights[users])
+
+    def _multi_from_state(self, sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        n, k, dim = len(sums), self.config.n_interests, self.item_vectors.shape[1]
+        counts = np.array(weights, np.float64)  # (n, k)
+        centers = normalize(sums.reshape(n * k, dim)).reshape(n, k, dim)
         empty = counts.sum(axis=1) <= 0
         centers[empty, 0], counts[empty, 0] = self.fallback, 1.0
         sims = np.einsum("nkd,id->nki", centers, self.item_vectors)
@@ -179,12 +188,80 @@ class LMUserRecommender(Recommender):
         top = logits.max(axis=1)
         return tau * (top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))
 
+    # --- as a channel: the user vector from the request's history --------------------------
+    def _row_vector(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        items = np.asarray(items, np.int64)
+        keep = items < len(self.item_vectors)
+        items, values = items[keep], np.asarray(values, np.float64)[keep]
+        if not len(items):
+            return self.fallback
+        w = self._event_weights(values)
+        v = w @ self.item_vectors[items].astype(np.float64)
+        if not np.any(v) or float(w.sum()) <= 0:
+            return self.fallback
+        return normalize(v[None, :].astype(np.float32))[0]
+
+    def user_scores(self, batch: HistoryBatch) -> UserScores:
+        """"mean"/"recency": the (recency-)weighted mean of the row's item vectors against the
+        item table (exact, or through the HNSW index); "multi": the interests of the row's
+        history (k-means, seeded per user as in `fit`) scored over the catalog."""
+        self._check_fitted()
+        if self.config.mode == "multi":
+            return DenseScores(np.stack([self._multi_scores(int(u), batch.items[r])
+                                         for r, u in enumerate(batch.users.tolist())])
+                               if len(batch) else np.zeros((0, self.n_items), np.float32))
+        users = np.stack([self._row_vector(batch.items[r], batch.values[r]) for r in range(len(batch))]) \
+            if len(batch) else np.zeros((0, self.item_vectors.shape[1]), np.float32)
+        if not hasattr(self, "_vectors"):
+            self._vectors = VectorCache()
+        stats, ann = self._vectors.get(self.item_vectors, None, self.n_items, self.retrieval)
+        return VectorScores(users, self.item_vectors, stats, None, ann, self.n_items)
+
+    def _multi_scores(self, u: int, items: np.ndarray) -> np.ndarray:
+        cfg, dim = self.config, self.item_vectors.shape[1]
+        items = items[items < len(self.item_vectors)]
+        sums = np.zeros((cfg.n_interests, dim))
+        counts = np.zeros(cfg.n_interests)
+        if len(items):
+            c, labels = spherical_kmeans(self.item_vectors[items].astype(np.float64), cfg.n_interests,
+                                         seed=cfg.seed + max(u, 0), iters=cfg.kmeans_iters)
+            sums[:len(c)], counts[:len(c)] = c, np.bincount(labels, minlength=len(c))
+        return self._multi_from_state(sums[None], counts[None])[0]
+
+    def prepare_retrieval(self, index: str = "exact", **params: Any) -> None:
+        super().prepare_retrieval(index, **params)
+        if self.matrix is not None and self.config.mode != "multi":
+            self._vectors = VectorCache()
+            self._vectors.get(self.item_vectors, None, self.n_items, self.retrieval)
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        """Embed new (or changed) items from their text in `dataset`: recommendable at once."""
+        self._check_fitted()
+        n_old = len(self.item_vectors)
+        rows = np.unique(np.r_[np.asarray(items, np.int64), np.arange(n_old, dataset.n_items)]).astype(np.int64)
+        old = self.item_vectors[rows[rows < n_old]].copy()
+        self.item_vectors = item_vectors_for(dataset, self.config.encoder, items, self.item_vectors)
+        grew = dataset.n_items > self.n_items
+        self.n_items = max(self.n_items, dataset.n_items)
+        if grew:
+            self._pending.append((-1, -1))
+        if hasattr(self, "_vectors"):
+            self._vectors.rows_changed(self.item_vectors, rows, old, n_old)
+
     def recommend(self, users: np.ndarray | list[int], k: int = 10, **kwargs: Any) -> list:
         self._sync_matrix()
         return super().recommend(users, k, **kwargs)
 
     # --- online updates --------------------------------------------------------------------
-    def update(self, user: int, item: int, timestamp: int | None = None, value: float = 1.0) -> None:
+    def update(self, events: Sequence[Event]) -> None:
+        """Fold events into the model's own user state (what `score` reads; as a pipeline
+        channel the model reads the request's history instead). Items the model has no vector
+        for are skipped."""
+        for e in events:
+            if 0 <= e.item < len(self.item_vectors):
+                self.update_one(e.user, e.item, e.timestamp, value=e.value)
+
+    def update_one(self, user: int, item: int, timestamp: int | None = None, value: float = 1.0) -> None:
         """Fold in one new event of `user` (any index; new users grow the state). Without a
         `timestamp` the event comes one second after the user's last one.
 
@@ -245,6 +322,7 @@ class LMUserRecommender(Recommender):
             self.n_items = item_index + 1
             self._pending.append((-1, -1))  # the matrix must widen
         self.item_vectors[item_index] = vec
+        self._vectors = VectorCache()
 
     def _grow_users(self, n_users: int) -> None:
         sums, weights = self.sums, self.weights
@@ -304,23 +382,3 @@ class LMMultiRecommender(LMUserRecommender):
 
     name = "lm-multi"
     Config = _mode_config("multi")
-
-
-GRIDS: dict[str, list[dict[str, Any]]] = {
-    "lm-mean": [{"rating_weight": False}, {"rating_weight": True}],
-    "lm-recency": [{"half_life": h, "rating_weight": r} for h in (2.0, 5.0, 10.0, 20.0) for r in (False, True)],
-    "lm-multi": [{"n_interests": n} for n in (2, 3, 5)],
-}
-
-
-def _register() -> None:
-    from lmrec.component import DEFAULT_GRIDS, model_names, register_model
-
-    for name, cls in (("lm-mean", "LMMeanRecommender"), ("lm-recency", "LMRecencyRecommender"),
-                      ("lm-multi", "LMMultiRecommender")):
-        if name not in model_names():
-            register_model(name, f"lmrec.recall.lm_user:{cls}")
-        DEFAULT_GRIDS.setdefault(name, GRIDS[name])
-
-
-_register()

@@ -1,30 +1,124 @@
-"""MostPopular: every user gets the items with the most distinct users in training."""
+"""MostPopular: every user gets the items with the most events, optionally with time decay.
+
+Popularity is a global statistic kept online: `update(events)` adds each event's count, so
+a burst of interest moves an item up the very next request, and `fit` gives the state that
+replaying the events one by one gives. With `half_life_days` > 0 an event's weight halves
+every `half_life_days` days before the latest event seen (data without a clock: positions).
+
+Example:
+    >>> from lmrec.testing.toy import toy_dataset
+    >>> from lmrec.types import Event
+    >>> ds = toy_dataset()
+    >>> model = MostPopular().fit(ds.interactions, ds)
+    >>> top = int(model.recommend([0], k=1, exclude_seen=False)[0].items[0])
+    >>> model.update([Event(0, 7, 10**9)] * 50)
+    >>> int(model.recommend([0], k=1, exclude_seen=False)[0].items[0])
+    7
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
+from lmrec.component import ComponentConfig
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.recall.base import ModelConfig, Recommender
+from lmrec.recall.base import Recommender
+from lmrec.recall.scores import ConstantScores, UserScores
+from lmrec.types import Event, HistoryBatch, grow_rows
+
+DAY = 86_400.0
 
 
-class MostPopularConfig(ModelConfig):
-    pass
+class MostPopularConfig(ComponentConfig):
+    """half_life_days: 0 counts every event fully; > 0 halves an event's weight every this
+    many days before the latest event (time decay, "trending")."""
+
+    half_life_days: float = Field(0.0, ge=0.0)
 
 
 class MostPopular(Recommender):
     name = "popular"
     Config = MostPopularConfig
+    config: MostPopularConfig
+    history_based = True  # the same scores for everyone, new users and sessions included
+
+    # counts are kept relative to a reference time t0 (weight 2^((t - t0) / H)); the scores
+    # are the counts as of the latest event, so their scale does not drift with time
+    counts: np.ndarray
+    t0: float
+    t_last: float
+
+    def _half_life_s(self) -> float:
+        return self.config.half_life_days * (DAY if getattr(self, "clock", True) else 1.0)
 
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
-        self.popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
+        self.clock = dataset.has_timestamps
+        h = self._half_life_s()
+        self.t_last = float(train.timestamp.max()) if len(train) else 0.0
+        self.t0 = self.t_last
+        w = np.ones(len(train))
+        if h > 0 and len(train):
+            w = np.exp2((train.timestamp.astype(np.float64) - self.t0) / h)
+        self.counts = np.bincount(train.item, weights=w, minlength=self.n_items).astype(np.float64)
+        self._cache: ConstantScores | None = None
+
+    def update(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        self._check_fitted()
+        h = self._half_life_s()
+        items = np.fromiter((e.item for e in events), np.int64, len(events))
+        if items.max() >= len(self.counts):
+            self.counts = grow_rows(self.counts, int(items.max()) + 1, 0.0)
+        if h > 0:
+            t = np.fromiter((e.timestamp for e in events), np.float64, len(events))
+            top = float(t.max())
+            if (top - self.t0) / h > 60.0:  # move t0 forward before 2^x can overflow; ratios stay
+                self.counts *= math.pow(2.0, -(top - self.t0) / h)
+                self.t0 = top
+            w = np.exp2((t - self.t0) / h)
+            self.t_last = max(self.t_last, top)
+        else:
+            w = np.ones(len(events))
+        np.add.at(self.counts, items, w)
+        self.n_items = max(self.n_items, len(self.counts))
+        self._cache = None
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        super().add_items(items, dataset)
+        self.counts = grow_rows(self.counts, self.n_items, 0.0)
+        self._cache = None
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """Each item's (decayed) event count as of the latest event."""
+        h = self._half_life_s()
+        scale = math.pow(2.0, -(self.t_last - self.t0) / h) if h > 0 else 1.0
+        out = np.zeros(self.n_items, np.float32)
+        n = min(self.n_items, len(self.counts))
+        out[:n] = self.counts[:n] * scale
+        return out
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity, (len(users), self.n_items)).copy()
 
+    def user_scores(self, batch: HistoryBatch) -> UserScores:
+        self._check_fitted()
+        if self._cache is None or self._cache.n_items != self.n_items:
+            self._cache = ConstantScores(self.popularity)
+        return self._cache
+
     def _state(self) -> dict[str, np.ndarray]:
-        return {"popularity": self.popularity}
+        return {"counts": np.asarray(self.counts[:self.n_items]),
+                "clock": np.array([self.t0, self.t_last, float(getattr(self, "clock", True))])}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.popularity = state["popularity"]
+        self.counts = np.array(state["counts"], np.float64)
+        self.t0, self.t_last, clock = (float(x) for x in state["clock"])
+        self.clock = bool(clock)
+        self._cache = None

@@ -11,14 +11,16 @@ the recall stage can skip them instead of wasting its quotas.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 
 from lmrec.data.dataset import Dataset
-from lmrec.rank.base import Event, Query, Registry, StageConfig
+from lmrec.component import RERANKERS, Component, ComponentConfig
+from lmrec.types import Event, Query
 from lmrec.rank.history import UserHistory
 from lmrec.types import Candidates
 
@@ -49,6 +51,22 @@ class StageContext:
 
         return np.asarray(dataset_item_vectors(self.dataset, self.encoder), np.float32)
 
+    def add_items(self, items: np.ndarray) -> None:
+        """Items at `items` are new or changed in the data set: availability follows the item
+        table, and their embeddings are computed now if the catalog's already are."""
+        table = self.dataset.item_table
+        n = self.dataset.n_items
+        if len(self.available) < n:
+            self.available = np.r_[self.available, np.ones(n - len(self.available), bool)]
+        if table is not None:
+            self.available[items] = np.asarray(table.available, bool)[items]
+        if "item_vectors" in self.__dict__:
+            from lmrec.recall.item2item import item_vectors_for
+
+            self.__dict__["item_vectors"] = item_vectors_for(self.dataset, self.encoder, items,
+                                                             self.__dict__["item_vectors"])
+        self.__dict__.pop("categories", None)  # re-read from the (grown) table
+
     @cached_property
     def categories(self) -> list[list[str]]:
         table = self.dataset.item_table
@@ -59,23 +77,16 @@ class StageContext:
         return self.dataset.n_items
 
 
-class Reranker(ABC):
+class Reranker(Component):
     """One re-ranking stage (see the module docstring). Subclasses set `name` and `Config`
     and implement `rerank(query, candidates, n)`; `bind(ctx)` is called before use."""
 
     name: ClassVar[str] = "reranker"
-    Config: ClassVar[type[StageConfig]] = StageConfig
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
 
-    def __init__(self, **params: Any) -> None:
-        self.config = self.Config(**params)
+    def __init__(self, config: ComponentConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
         self.ctx: StageContext | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.config.model_dump(by_alias=True)
 
     def bind(self, ctx: StageContext) -> None:
         """Attach the shared context (the catalog, histories, embeddings)."""
@@ -94,8 +105,13 @@ class Reranker(ABC):
     @abstractmethod
     def rerank(self, query: Query, candidates: Candidates, n: int) -> Candidates: ...
 
-    def update(self, event: Event) -> None:  # noqa: B027 - most stages keep no feedback state
+    def update(self, events: Sequence[Event]) -> None:
         """Feedback for stages that learn online (exploration); others ignore it."""
+        for event in events:
+            self._update_one(event)
+
+    def _update_one(self, event: Event) -> None:  # noqa: B027 - most stages keep no feedback state
+        pass
 
     def excluded(self, query: Query) -> np.ndarray | None:
         """Items this stage would drop for `query` (None: it drops none by rule)."""
@@ -120,12 +136,3 @@ class Filter(Reranker):
 
     @abstractmethod
     def excluded(self, query: Query) -> np.ndarray: ...
-
-
-RERANKERS: Registry[Reranker] = Registry("reranker")
-for _name, _path in {"seen": "filters:SeenFilter", "available": "filters:AvailabilityFilter",
-                     "blocked": "filters:BlockFilter", "mmr": "diversity:MMR",
-                     "category-run": "diversity:CategoryRunLimit", "sim-threshold": "diversity:SimilarityThreshold",
-                     "thompson": "exploration:ThompsonSampling", "ucb": "exploration:UCB",
-                     "gumbel": "exploration:GumbelTopK"}.items():
-    RERANKERS.register(_name, f"lmrec.rerank.{_path}")

@@ -4,7 +4,7 @@ one category, and a similarity threshold between the items shown.
 Example:
     >>> import numpy as np
     >>> from lmrec.data.dataset import Dataset, IdMap, Interactions, ItemTable
-    >>> from lmrec.rank.base import Query
+    >>> from lmrec.types import Query
     >>> from lmrec.rerank.base import StageContext
     >>> from lmrec.types import Candidates
     >>> table = ItemTable(title=list("abcd"), categories=[["x"], ["x"], ["x"], ["y"]])
@@ -21,7 +21,9 @@ from typing import Literal
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from lmrec.rank.base import Query, StageConfig
+from lmrec.component import ComponentConfig
+
+from lmrec.types import Query
 from lmrec.recall.normalise import normalise
 from lmrec.rerank.base import Reranker
 from lmrec.types import Candidates
@@ -39,7 +41,7 @@ def relevance(candidates: Candidates) -> np.ndarray:
     return out
 
 
-class MMRConfig(StageConfig):
+class MMRConfig(ComponentConfig):
     """lambda: weight of relevance against novelty (1 = relevance only, 0 = diversity only)."""
 
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
@@ -85,7 +87,7 @@ def _with_stage(c: Candidates, order: np.ndarray, name: str, values: np.ndarray)
     return out
 
 
-class RunLimitConfig(StageConfig):
+class RunLimitConfig(ComponentConfig):
     """max_run: most items in a row that share a category; level: which categories count
     ("any" of the item's, its "first" or its "last", e.g. the most specific of a path)."""
 
@@ -123,7 +125,7 @@ class CategoryRunLimit(Reranker):
         return candidates.take(order)
 
 
-class SimThresholdConfig(StageConfig):
+class SimThresholdConfig(ComponentConfig):
     """max_sim: cosine above which an item counts as a near-duplicate of one already shown;
     drop: remove near-duplicates instead of moving them to the end."""
 

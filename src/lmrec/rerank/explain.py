@@ -5,7 +5,7 @@ user's history, plus the stage scores that placed it.
 Example:
     >>> import numpy as np
     >>> from lmrec.data.dataset import Interactions
-    >>> from lmrec.rank.base import Query
+    >>> from lmrec.types import Query
     >>> from lmrec.rank.history import UserHistory
     >>> from lmrec.rerank.base import StageContext
     >>> from lmrec.testing.toy import toy_dataset
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lmrec.rank.base import Query
+from lmrec.types import Query
 from lmrec.rerank.base import StageContext
 from lmrec.types import Candidates
 

@@ -8,7 +8,7 @@ positions go to the candidate with the best sampled estimate among those not yet
 
 Example:
     >>> import numpy as np
-    >>> from lmrec.rank.base import Query
+    >>> from lmrec.types import Query
     >>> from lmrec.rerank.base import StageContext
     >>> from lmrec.testing.toy import toy_dataset
     >>> from lmrec.types import Candidates
@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from lmrec.rank.base import Event, Query, StageConfig
+from lmrec.component import ComponentConfig
+
+from lmrec.types import Event, Query
 from lmrec.rerank.base import Reranker, StageContext
 from lmrec.rerank.diversity import relevance
 from lmrec.types import Candidates, EventKind
@@ -30,7 +32,7 @@ from lmrec.types import Candidates, EventKind
 __all__ = ["ThompsonSampling", "UCB", "GumbelTopK"]
 
 
-class BanditConfig(StageConfig):
+class BanditConfig(ComponentConfig):
     """weight: share of the bandit estimate in the blended score (when no `slots`); slots:
     0-based list positions the bandit fills instead; alpha / beta: the Beta prior;
     positive: event kinds that count as a success; seed: of the sampler."""
@@ -60,7 +62,7 @@ class _Bandit(Reranker):
             self.shows = np.r_[self.shows, np.zeros(n - len(self.shows))]
             self.wins = np.r_[self.wins, np.zeros(n - len(self.wins))]
 
-    def update(self, event: Event) -> None:
+    def _update_one(self, event: Event) -> None:
         if not hasattr(self, "shows"):
             raise RuntimeError(f"{self.name}: bind(context) before feeding events")
         self._grow(event.item + 1)
@@ -131,7 +133,7 @@ class UCB(_Bandit):
         return np.minimum(mean + bonus, 1.0)
 
 
-class GumbelConfig(StageConfig):
+class GumbelConfig(ComponentConfig):
     """temperature: 0 keeps the order; larger values sample further from it. seed: of the
     sampler (each call draws new noise)."""
 

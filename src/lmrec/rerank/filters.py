@@ -3,7 +3,7 @@
 Example:
     >>> import numpy as np
     >>> from lmrec.testing.toy import toy_dataset
-    >>> from lmrec.rank.base import Query
+    >>> from lmrec.types import Query
     >>> from lmrec.rerank.base import StageContext
     >>> from lmrec.types import Candidates
     >>> ctx = StageContext(toy_dataset())
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmrec.rank.base import Query, StageConfig
+from lmrec.component import ComponentConfig
+
+from lmrec.types import Query
 from lmrec.rerank.base import Filter, StageContext
 
 __all__ = ["SeenFilter", "AvailabilityFilter", "BlockFilter"]
 
 
-class SeenConfig(StageConfig):
+class SeenConfig(ComponentConfig):
     pass
 
 
@@ -38,7 +40,7 @@ class SeenFilter(Filter):
         return self.ctx.history.seen(query.user)
 
 
-class AvailabilityConfig(StageConfig):
+class AvailabilityConfig(ComponentConfig):
     pass
 
 
@@ -61,7 +63,7 @@ class AvailabilityFilter(Filter):
         return np.flatnonzero(~self.ctx.available)
 
 
-class BlockConfig(StageConfig):
+class BlockConfig(ComponentConfig):
     """items: original item ids blocked for everyone; a request may block more with
     `Query.context["blocked"]` (item indices)."""
 

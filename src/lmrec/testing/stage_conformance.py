@@ -26,7 +26,8 @@ from pydantic import ValidationError
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.data.splits import temporal_leave_one_out
-from lmrec.rank.base import Event, Query, RankData, Ranker, events_of
+from lmrec.rank.base import RankData, Ranker
+from lmrec.types import Event, Query, events_of
 from lmrec.rank.features import Feature, PairBatch
 from lmrec.rank.history import UserHistory
 from lmrec.recall.base import Recommender
@@ -106,14 +107,14 @@ class FeatureConformance:
         full = self.make().fit(data.dataset.interactions, data.dataset)
         online = self.make().fit(data.early, data.dataset)
         for e in events_of(data.late):
-            online.update(e)
+            online.update([e])
         batch = PairBatch.build(data.queries, data.candidates)
         np.testing.assert_allclose(online.compute(batch), full.compute(batch), rtol=1e-4, atol=1e-5)
 
     def test_new_user_event(self, data: StageData) -> None:
         f = self.make().fit(data.early, data.dataset)
         new = data.dataset.n_users + 3
-        f.update(Event(new, 1, int(data.dataset.interactions.timestamp.max()) + 5, EventKind.CLICK, 1.0))
+        f.update([Event(new, 1, int(data.dataset.interactions.timestamp.max()) + 5, EventKind.CLICK, 1.0)])
         v = f.values(Query(user=new), data.candidates[0])
         assert v.shape == (len(data.candidates[0]), len(f.columns))
 
@@ -268,7 +269,7 @@ class RerankerConformance:
             r(data.queries[0], data.candidates[0], 5)
 
     def test_params_round_trip_and_unknown_rejected(self) -> None:
-        from lmrec.rerank.base import RERANKERS
+        from lmrec.component import RERANKERS
 
         r = _factory(type(self), "reranker_factory")()
         assert RERANKERS.create(r.name, r.params).params == r.params

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 from typing import Any
 
 from lmrec.data.dataset import Dataset, ItemTable
@@ -81,23 +82,33 @@ def generic_text(table: ItemTable, i: int) -> str:
     return f"{text}. Brand: {brand}" if brand and brand not in text else text
 
 
-def item_texts(dataset: Dataset, template: str | None = None) -> list[str]:
-    """One text per item (in item index order) for embedding.
-
-    `template` is a key of `TEMPLATES` or a format string; None picks the data set's own
-    template (`TEMPLATES[dataset.name]`), else `generic_text`.
-    """
-    table = dataset.item_table
-    if table is None:
-        raise ValueError(f"{dataset.name}: the data set has no item table, so no item texts")
+def _template_of(dataset: Dataset, template: str | None) -> str | None:
+    """The format string to use: `template` (a TEMPLATES key or a format string), else the
+    data set's own (`Dataset.template`, then `TEMPLATES[dataset.name]`); None: generic_text."""
+    if template is None:
+        template = dataset.template
     tpl = TEMPLATES.get(template, template) if template is not None else TEMPLATES.get(dataset.name)
     if tpl is not None and "{" not in tpl:
         raise ValueError(f"unknown template {template!r}: give a key of TEMPLATES "
                          f"({', '.join(TEMPLATES)}) or a format string with {{title}}-style fields")
+    return tpl
+
+
+def item_texts(dataset: Dataset, template: str | None = None, items: Sequence[int] | None = None) -> list[str]:
+    """One text per item (in item index order, or for the indices `items`) for embedding.
+
+    `template` is a key of `TEMPLATES` or a format string; None picks the data set's own
+    template (`Dataset.template`, else `TEMPLATES[dataset.name]`), else `generic_text`.
+    """
+    table = dataset.item_table
+    if table is None:
+        raise ValueError(f"{dataset.name}: the data set has no item table, so no item texts")
+    tpl = _template_of(dataset, template)
+    which = range(len(table)) if items is None else [int(i) for i in items]
     if tpl is None:
-        return [generic_text(table, i) for i in range(len(table))]
+        return [generic_text(table, i) for i in which]
     _check_fields(tpl, table)
-    return [render(tpl, table, i) for i in range(len(table))]
+    return [render(tpl, table, i) for i in which]
 
 
 def _check_fields(template: str, table: ItemTable) -> None:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from lmrec.data.dataset import Dataset, IdMap, Interactions, ItemTable
-from lmrec.rank.base import Event, Query
+from lmrec.types import Event, Query
 from lmrec.rank.content_features import CategoryAffinity, KeyCounts, LMSimilarity, categorical_attributes
-from lmrec.rank.features import FEATURES, ChannelFeatures, FeatureSet, PairBatch, UserActivity
+from lmrec.component import FEATURES
+from lmrec.rank.features import ChannelFeatures, FeatureSet, PairBatch, UserActivity
 from lmrec.rank.item_features import ItemPopularity, ItemRecency, ItemTimeline, NumericAttributes
 from lmrec.rank.sequence_features import ItemTransitions
 from lmrec.text.base import FakeEncoder, normalize
@@ -139,7 +140,7 @@ def test_transitions_by_hand() -> None:
     np.testing.assert_allclose(v[:, 0], [0, 0, 0])  # from item 3
     np.testing.assert_allclose(v[:, 1], [0.5, 0.5, 0])
     np.testing.assert_allclose(v[:, 2], [0.25, 0.25, 0])  # item 0 is one step older: weight 0.5
-    f.update(Event(1, 2, 30 * DAY, EventKind.CLICK))  # adds 3 -> 2
+    f.update([Event(1, 2, 30 * DAY, EventKind.CLICK)])  # adds 3 -> 2
     np.testing.assert_allclose(_vals(f, 1, [2])[0, 0], 0.0)  # now the latest item is 2 itself
     assert np.isnan(_vals(f, None, [2])).all()
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from lmrec.data.dataset import Interactions
-from lmrec.rank.base import Event, RankData, Registry, UnknownStageError
+from lmrec.component import Registry, UnknownStageError
+from lmrec.rank.base import RankData
+from lmrec.types import Event
 from lmrec.rank.history import UserHistory
 from lmrec.rank.training import (WindowSpec, auc, candidate_labels, group_auc, group_ndcg, window_folds,
                                  window_split)
@@ -105,8 +107,8 @@ def test_registry() -> None:
 def test_user_history_updates() -> None:
     h = UserHistory().fit(_inter(), 3)
     assert h.items(1).tolist() == [20, 21] and h.last_time(1) == 2 and h.n_events(0) == 6
-    h.update(Event(1, 99, 0))  # older than the user's history: still in time order
-    h.update(Event(5, 7, 50, EventKind.CLICK))  # a new user
+    h.update([Event(1, 99, 0)])  # older than the user's history: still in time order
+    h.update([Event(5, 7, 50, EventKind.CLICK)])  # a new user
     assert h.items(1).tolist() == [99, 20, 21]
     assert h.n_users == 6 and h.items(5).tolist() == [7] and h.items(4).tolist() == []
     assert h.lengths().tolist() == [6, 3, 4, 0, 0, 1]
@@ -115,7 +117,7 @@ def test_user_history_updates() -> None:
     assert m.shape == (6, 100) and m[5, 7] == 1 and m[1, 99] == 1 and m.nnz == 14
     assert h.last_time(4) is None and h.items(99).tolist() == []
     with pytest.raises(ValueError, match=">= 0"):
-        h.update(Event(-1, 3, 0))
+        h.update([Event(-1, 3, 0)])
 
 
 def test_random_window_holds_out_a_share_per_user() -> None:

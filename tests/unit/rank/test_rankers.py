@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lmrec.rank.base import RANKERS, RankData
+from lmrec.component import RANKERS
+
+from lmrec.rank.base import RankData
 from lmrec.rank.ctr import CTRRanker
 from lmrec.rank.features import MERGE_KEY, RANK_PREFIX, Z_PREFIX
 from lmrec.rank.ltr import LambdaRankRanker, PassthroughRanker, feature_names
-from lmrec.rank.recall_stage import Channel, RecallStage
+from lmrec.pipeline.recall import Channel, RecallStage
+from lmrec.types import HistoryBatch
 from lmrec.recall.popular import MostPopular
-from lmrec.recall.base import Recommender, ModelConfig
+from lmrec.component import ComponentConfig
+from lmrec.recall.base import Recommender
 from lmrec.testing.stage_conformance import planted_rank_data
 from lmrec.testing.toy import toy_dataset
 
@@ -72,7 +76,7 @@ class _Fixed(Recommender):
     """Scores given by a fixed matrix (to test the merge by hand)."""
 
     name = "fixed"
-    Config = ModelConfig
+    Config = ComponentConfig
 
     def __init__(self, scores: np.ndarray) -> None:
         super().__init__()
@@ -92,12 +96,18 @@ def _fitted(scores: np.ndarray) -> _Fixed:
     return m
 
 
+def _batch(users: list[int], lengths: list[int]) -> HistoryBatch:
+    """Users with histories of the given lengths (the items do not matter to fixed scores)."""
+    return HistoryBatch(users, [np.zeros(n, np.int64) for n in lengths], [np.zeros(n, np.int64) for n in lengths],
+                        [np.ones(n, np.float32) for n in lengths])
+
+
 def test_recall_stage_merges_by_hand() -> None:
     a = _fitted(np.array([[5.0, 4.0, 3.0, 0.0, 0.0, 0.0], [1, 2, 3, 4, 5, 6]]))
     b = _fitted(np.array([[0.0, 0.0, 1.0, 9.0, 8.0, 0.0], [6, 5, 4, 3, 2, 1]]))
     stage = RecallStage([Channel("a", a, quota=2), Channel("b", b, quota=2, weight=0.5)])
     excluded = [np.zeros(0, np.int64), np.array([5])]  # user 1 must not get item 5
-    pools = stage(np.array([0, 1]), np.array([3, 3]), excluded)
+    pools = stage(_batch([0, 1], [3, 3]), excluded)
     c = pools[0]
     assert sorted(c.items.tolist()) == [0, 1, 3, 4]
     src = dict(zip(c.items.tolist(), c.sources))
@@ -120,7 +130,7 @@ def test_recall_stage_rrf_and_fallback() -> None:
     stage = RecallStage([Channel("cf", cf, quota=5), Channel("pop", pop, quota=8, min_history=0, fallback_only=True)],
                         chain=["pop"], min_candidates=5, method="rrf", k_rrf=1.0)
     empty = [np.zeros(0, np.int64)] * 2
-    pools = stage(np.array([0, 1]), np.array([4, 0]), empty)  # user 1 is new: cf needs 1 event
+    pools = stage(_batch([0, 1], [4, 0]), empty)  # user 1 is new: cf needs 1 event
     assert len(pools[0]) == 5 and all(s == ("cf",) for s in pools[0].sources)
     assert pools[0].scores[0] == pytest.approx(1 / (1 + 1))
     assert len(pools[1]) == 8 and all(s == ("pop",) for s in pools[1].sources)

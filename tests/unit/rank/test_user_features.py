@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lmrec.data.dataset import Dataset, IdMap, Interactions
-from lmrec.rank.base import Event, Query
-from lmrec.rank.features import FEATURES
+from lmrec.types import Event, Query
+from lmrec.component import FEATURES
 from lmrec.rank.user_features import DemographicLift, demographic_attributes
 from lmrec.types import Candidates
 
@@ -57,7 +57,7 @@ def test_update_equals_fit() -> None:
     full = DemographicLift(attributes=["gender"]).fit(ds.interactions, ds)
     online = DemographicLift(attributes=["gender"]).fit(ds.interactions.select(np.arange(6) < 3), ds)
     for u, i in zip(ds.interactions.user[3:], ds.interactions.item[3:]):
-        online.update(Event(int(u), int(i), 0))
+        online.update([Event(int(u), int(i), 0)])
     np.testing.assert_allclose(_vals(online, 0, [0, 1, 2]), _vals(full, 0, [0, 1, 2]))
 
 

@@ -50,7 +50,7 @@ def test_update_equals_refit(cls: type[LMUserRecommender], params: dict) -> None
     events = [(3, 7, 5_000_000, 4.0), (3, 9, 5_000_100, 2.0), (70, 2, 6_000_000, 1.0), (5, 11, 0, 3.0)]
     model = cls(encoder="fake", **params).fit(inter, ds)
     for u, i, t, val in events:  # (5, 11, 0): older than user 5's history: rebuilt, same result
-        model.update(u, i, t, value=val)
+        model.update_one(u, i, t, value=val)
     ids = IdMap(ds.users.ids + [f"new{k}" for k in range(ds.n_users, 71)], sort=False)
     extended = Interactions.concat([inter, Interactions(*map(np.array, zip(*[e[:3] for e in events])),
                                                         value=np.array([e[3] for e in events]))])
@@ -71,7 +71,7 @@ def test_add_item_cold_start() -> None:
     top = model.recommend([0, 1], k=1)
     assert top[0].items[0] == 8  # user 0 likes space / alien items
     assert top[1].items[0] != 8
-    model.update(0, 8)
+    model.update_one(0, 8)
     assert 8 not in model.recommend([0], k=4)[0].items.tolist()
 
 
@@ -95,14 +95,14 @@ def test_multi_interest_covers_both_genres() -> None:
     model = LMMultiRecommender(encoder="fake", n_interests=2).fit(Interactions(np.full(6, 11), hist, np.arange(6)), ds)
     top = genre[model.recommend([11], k=10)[0].items].tolist()
     assert top.count("action") >= 3 and top.count("romance") >= 3
-    model.update(11, int(action[4]))
+    model.update_one(11, int(action[4]))
     assert model.weights[11].sum() == 7
 
 
 def test_save_load_after_updates(tmp_path) -> None:
     ds = _small()
     model = LMMultiRecommender(encoder="fake", n_interests=2).fit(ds.interactions, ds)
-    model.update(4, 2, 100)
+    model.update_one(4, 2, 100)
     model.add_item(9, "kitchen knife")
     loaded = LMMultiRecommender.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.score(np.arange(5)), model.score(np.arange(5)))

@@ -7,9 +7,10 @@ import pytest
 
 from lmrec.data.dataset import Dataset, IdMap, Interactions, ItemTable
 from lmrec.eval.metrics import intra_list_diversity
-from lmrec.rank.base import Event, Query
+from lmrec.types import Event, Query
 from lmrec.rank.history import UserHistory
-from lmrec.rerank.base import RERANKERS, StageContext
+from lmrec.component import RERANKERS
+from lmrec.rerank.base import StageContext
 from lmrec.rerank.diversity import MMR, CategoryRunLimit, SimilarityThreshold
 from lmrec.rerank.explain import Explainer
 from lmrec.rerank.exploration import UCB, GumbelTopK, ThompsonSampling
@@ -92,9 +93,9 @@ def test_thompson_learns_from_feedback() -> None:
     ts = _bound(ThompsonSampling(weight=1.0, seed=0))
     for _ in range(50):  # item 5 is clicked whenever shown, item 0 never
         for item, clicked in ((0, False), (5, True)):
-            ts.update(Event(0, item, 0, EventKind.IMPRESSION))
+            ts.update([Event(0, item, 0, EventKind.IMPRESSION)])
             if clicked:
-                ts.update(Event(0, item, 0, EventKind.CLICK))
+                ts.update([Event(0, item, 0, EventKind.CLICK)])
     firsts = [ts(Query(user=1), _cands([0, 5]), 2).items[0] for _ in range(20)]
     assert firsts.count(5) == 20
     state = ts.state()
@@ -108,8 +109,8 @@ def test_bandit_slots_keep_other_positions() -> None:
     ts = _bound(ThompsonSampling(slots=[1], seed=0))
     for _ in range(30):  # item 4 always bought when shown, the others never
         for item in range(5):
-            ts.update(Event(0, item, 0, EventKind.IMPRESSION))
-        ts.update(Event(0, 4, 0, EventKind.PURCHASE))
+            ts.update([Event(0, item, 0, EventKind.IMPRESSION)])
+        ts.update([Event(0, 4, 0, EventKind.PURCHASE)])
     out = ts(Query(), _cands([0, 1, 2, 3, 4]), 5).items.tolist()
     assert out[0] == 0 and out[1] == 4 and out[2:] == [1, 2, 3]
 
@@ -117,11 +118,11 @@ def test_bandit_slots_keep_other_positions() -> None:
 def test_ucb_prefers_unexplored_then_good() -> None:
     u = _bound(UCB(weight=1.0, c=1.0))
     for _ in range(100):
-        u.update(Event(0, 0, 0, EventKind.IMPRESSION))
+        u.update([Event(0, 0, 0, EventKind.IMPRESSION)])
     assert u(Query(), _cands([0, 1]), 2).items.tolist() == [1, 0]  # item 1 was never shown
     for _ in range(100):
-        u.update(Event(0, 1, 0, EventKind.IMPRESSION))
-        u.update(Event(0, 0, 0, EventKind.CLICK))
+        u.update([Event(0, 1, 0, EventKind.IMPRESSION)])
+        u.update([Event(0, 0, 0, EventKind.CLICK)])
     assert u(Query(), _cands([0, 1]), 2).items.tolist() == [0, 1]
 
 

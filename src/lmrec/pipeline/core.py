@@ -4,21 +4,25 @@ Stages, each built by name so any one can be swapped alone:
 
 - recall: `[[channels]]` entries name a `lmrec.component` model (ease, lm-recency, popular,
   ...) with a quota; `[fallback]` names channels tried in order for users left with too few
-  candidates (a new user -> popular). `lmrec.rank.recall_stage` merges the lists, keeping
-  each candidate's channels and every channel's score, catalog z-score and rank.
-- rank: features from `lmrec.rank.features.FEATURES` and a ranker from
-  `lmrec.rank.base.RANKERS` ("lambdarank", "ctr", "none"). A learning ranker is trained on a
+  candidates (a new user -> popular). `lmrec.pipeline.recall` asks each channel for its top
+  `quota` given the user's current history and merges the lists, keeping each candidate's
+  channels and every channel's score, catalog z-score and rank.
+- rank: features from `lmrec.component.FEATURES` and a ranker from `RANKERS` ("lambdarank",
+  "ctr", "none"). A learning ranker is trained on a
   held-out window of the training events (`[rank.window]`): channels and features are fitted
   on the events before it, the window's users get candidates as of their last earlier event,
   and candidates they interacted with in the window are the positives. Then channels and
   features are refitted on all the training events.
-- rerank: `[[rerank.stages]]` from `lmrec.rerank.RERANKERS` (filters, MMR, category runs,
-  exploration), then explanations on request.
+- rerank: `[[rerank.stages]]` from `lmrec.component.RERANKERS` (filters, MMR, category
+  runs, exploration), then explanations on request.
 
 The pipeline is a `Recommender`: `score(users)` gives each user's final list a descending
 score and every other item -inf, so `lmrec eval --model pipeline --params
-'{"config": "configs/default.toml"}'` evaluates it with the full-ranking protocol. Serving
-calls `recommend(user, k, explain=True)` per request and `update(event)` per event.
+'{"config": "configs/default.toml"}'` evaluates it with the full-ranking protocol. The
+service (`lmrec.serving.engine`) serves the same object: `recommend(user, k, explain=True)`
+per request, `update(events)` for every ingested event (history, channels' global state,
+features and re-rankers follow at once) and `upsert_items(...)` for catalog changes (text-
+aware channels embed a new item at once).
 
 Example:
     >>> from lmrec.testing.toy import toy_dataset
@@ -33,214 +37,34 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self, overload
+from typing import Any, Self, overload
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import model_validator
 
+from lmrec.component import FEATURES, RANKERS, RERANKERS, ComponentConfig
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.rank.base import RANKERS, Event, Query, RankData, Ranker
-from lmrec.rank.features import FEATURES, FeatureSet, PairBatch
+from lmrec.pipeline.recall import Channel, RecallStage
+from lmrec.pipeline.spec import load_spec
+from lmrec.rank.base import RankData, Ranker
+from lmrec.rank.features import FeatureSet, PairBatch
 from lmrec.rank.history import UserHistory
-from lmrec.rank.recall_stage import Channel, RecallStage
-from lmrec.rank.training import WindowSpec, candidate_labels, window_folds
-from lmrec.recall.base import ModelConfig, Recommender
-from lmrec.rerank.base import RERANKERS, Reranker, StageContext
+from lmrec.rank.training import candidate_labels, window_folds
+from lmrec.recall.base import Recommender
+from lmrec.rerank.base import Reranker, StageContext
 from lmrec.rerank.explain import Explainer
-from lmrec.types import Candidates
+from lmrec.types import Candidates, Event, HistoryBatch, Query
 
-__all__ = ["PipelineSpec", "PipelineConfig", "RecPipeline", "load_spec", "resolve_config_path"]
+__all__ = ["PipelineConfig", "RecPipeline"]
 
 RANKER_KEY = "ranker"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ChannelSpec(_Strict):
-    """name: the channel's name in stage scores and explanations; model / params: a
-    `lmrec.component` model; quota: items it lists per user; min_history: events a user needs
-    for it to run (0 for popularity); weight: in the merge score; fallback_only: run only
-    through the fallback chain."""
-
-    name: str
-    model: str
-    params: dict[str, Any] = {}
-    quota: int = Field(100, ge=1)
-    min_history: int = Field(1, ge=0)
-    weight: float = Field(1.0, ge=0)
-    fallback_only: bool = False
-
-
-class FallbackSpec(_Strict):
-    chain: list[str] = []
-    min_candidates: int = Field(10, ge=0)
-
-
-class MergeSpec(_Strict):
-    method: Literal["zscore", "rrf"] = "zscore"
-    k_rrf: float = Field(60.0, gt=0)
-
-
-class StageSpec(_Strict):
-    """A stage by registry name and its parameters."""
-
-    name: str
-    params: dict[str, Any] = {}
-
-
-DEFAULT_FEATURES = ["channels", "lm", "popularity", "recency", "user", "category", "numeric", "sequence"]
-
-
-class RankSpec(_Strict):
-    """ranker: a `RANKERS` name ("lambdarank", "ctr", "none"); params: parameters per ranker
-    name (`[rank.params.lambdarank]`, `[rank.params.ctr]`), so switching the ranker is a
-    one-word change; features: `FEATURES` names; keep: candidates passed on to re-ranking;
-    window: the ranker's training window; high_value: events with at least this value count
-    as "high" (ratings) for multi-task labels; batch_users: users per feature / ranker batch."""
-
-    ranker: str = "lambdarank"
-    params: dict[str, dict[str, Any]] = {}
-    features: list[StageSpec] = Field(default_factory=lambda: [StageSpec(name=n) for n in DEFAULT_FEATURES])
-    keep: int = Field(100, ge=1)
-    window: WindowSpec = WindowSpec()
-    high_value: float = 4.0
-    batch_users: int = Field(256, ge=1)
-
-
-class RerankSpec(_Strict):
-    """stages: re-rankers in order; n: length of the final list."""
-
-    stages: list[StageSpec] = Field(default_factory=lambda: [StageSpec(name="seen")])
-    n: int = Field(50, ge=1)
-
-
-class ExplainSpec(_Strict):
-    history: int = Field(50, ge=1)
-    max_shared: int = Field(3, ge=0)
-
-
-class PipelineSpec(_Strict):
-    """The whole pipeline (the TOML file's content). `encoder` is the text encoder of the LM
-    features, the diversity stages and explanations unless a stage names its own."""
-
-    encoder: str = "minilm"
-    channels: list[ChannelSpec] = Field(min_length=1)
-    fallback: FallbackSpec = FallbackSpec()
-    merge: MergeSpec = MergeSpec()
-    rank: RankSpec = RankSpec()
-    rerank: RerankSpec = RerankSpec()
-    explain: ExplainSpec = ExplainSpec()
-
-    @field_validator("encoder")
-    @classmethod
-    def _known_encoder(cls, v: str) -> str:
-        from lmrec.text.registry import check_encoder_name
-
-        return check_encoder_name(v)
-
-    @model_validator(mode="after")
-    def _check_names(self) -> PipelineSpec:
-        names = [c.name for c in self.channels]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"channels: name {dup[0]!r} is used twice")
-        for name in self.fallback.chain:
-            if name not in names:
-                raise ValueError(f"fallback.chain: {name!r} is not a channel (channels: {names})")
-        from lmrec.component import get_model
-
-        import lmrec.recall.blend  # noqa: F401  (registers the LM and blend models)
-        import lmrec.recall.lm_user  # noqa: F401
-
-        # build each stage's parameter model now: a bad key fails at load, naming its stage
-        for j, c in enumerate(self.channels):
-            cls = get_model(c.model)
-            if isinstance(cls, type) and hasattr(cls, "Config"):
-                _check_params(f"channels.{j} ({c.name})", cls.Config, c.params)
-        for j, f in enumerate(self.rank.features):
-            _check_params(f"rank.features.{j}", FEATURES.get(f.name).Config, f.params)
-        _check_params("rank.ranker", RANKERS.get(self.rank.ranker).Config, {})
-        for name, params in self.rank.params.items():
-            _check_params(f"rank.params.{name}", RANKERS.get(name).Config, params)
-        for j, st in enumerate(self.rerank.stages):
-            _check_params(f"rerank.stages.{j}", RERANKERS.get(st.name).Config, st.params)
-        return self
-
-
-def _check_params(where: str, config: type[BaseModel], params: dict[str, Any]) -> None:
-    try:
-        config(**params)
-    except ValidationError as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-def resolve_config_path(path: str | Path) -> Path:
-    """`path` as given when it exists (relative to the working directory), else relative to
-    the source checkout (so `configs/default.toml` works from any folder of it)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    checkout = Path(__file__).resolve().parents[2] / p
-    if not p.is_absolute() and checkout.is_file():
-        return checkout
-    raise FileNotFoundError(f"pipeline config {str(p)!r} not found in {Path.cwd()} or {checkout.parent}")
-
-
-def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A TOML config's tables; `extends = "other.toml"` (relative to the file) deep-merges
-    this file over the other one."""
-    if path.resolve() in seen:
-        raise ValueError(f"{path}: 'extends' loops back to itself")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: not valid TOML: {e}") from None
-    base = data.pop("extends", None)
-    if base is None:
-        return data
-    if not isinstance(base, str):
-        raise ValueError(f"{path}: 'extends' must be a file name")
-    parent = path.parent / base
-    if not parent.is_file():
-        raise FileNotFoundError(f"{path}: extends {base!r}, which is not a file ({parent})")
-    return _deep_merge(_read_toml(parent, (*seen, path.resolve())), data)
-
-
-def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-              spec: dict[str, Any] | None = None) -> PipelineSpec:
-    """A validated PipelineSpec from a TOML file (or an inline `spec` dict, which wins over
-    the file), with `overrides` deep-merged in (tables merge, other values replace). Errors
-    name the file and the field."""
-    if path is None and spec is None:
-        raise ValueError("give a pipeline config file or an inline spec")
-    if spec is None:
-        p = resolve_config_path(path)
-        data, where = _read_toml(p), str(p)
-    else:
-        data, where = dict(spec), "spec"
-    data = _deep_merge(data, overrides or {})
-    try:
-        return PipelineSpec.model_validate(data)
-    except ValidationError as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-class PipelineConfig(ModelConfig):
+class PipelineConfig(ComponentConfig):
     """config: path of a TOML pipeline config (see `resolve_config_path`); overrides:
     deep-merged into it (what a benchmark row changes); spec: an inline config used instead
     of the file."""
@@ -277,13 +101,12 @@ class RecPipeline(Recommender):
         self.train_data: RankData | None = None
 
     # --- building -------------------------------------------------------------------------
-    def _new_channels(self) -> list[Channel]:
+    def _new_channels(self, models: dict[str, Recommender] | None = None) -> list[Channel]:
+        """Channels of the spec over new models (or the given fitted ones, by name)."""
         from lmrec.component import create
 
-        import lmrec.recall.blend  # noqa: F401  (registers the LM and blend models)
-        import lmrec.recall.lm_user  # noqa: F401
-
-        return [Channel(c.name, create(c.model, c.params), c.quota, c.min_history, c.weight, c.fallback_only)
+        return [Channel(c.name, models[c.name] if models is not None else create(c.model, c.params), c.quota,
+                        c.min_history, c.weight, c.fallback_only, c.index, dict(c.index_params))
                 for c in self.spec.channels]
 
     def _new_features(self) -> FeatureSet:
@@ -353,7 +176,9 @@ class RecPipeline(Recommender):
         self.ctx = StageContext(dataset, self.history, encoder=self.spec.encoder)
         channels = self._new_channels()
         for ch in channels:
+            self._say(f"channel {ch.name}: fitting {ch.model.name} on {len(inter)} events")
             ch.model.fit(inter, dataset)
+            ch.prepare()
         self.recall = RecallStage(channels, chain=self.spec.fallback.chain,
                                   min_candidates=self.spec.fallback.min_candidates,
                                   method=self.spec.merge.method, k_rrf=self.spec.merge.k_rrf)
@@ -390,8 +215,7 @@ class RecPipeline(Recommender):
             drop = [r.excluded(q) for r in self.rerankers if exclude_seen or r.name != "seen"]
             drop = [d for d in drop if d is not None and len(d)]
             excluded.append(np.concatenate(drop).astype(np.int64) if drop else np.zeros(0, np.int64))
-        lengths = np.array([self.history.n_events(int(u)) for u in users], np.int64)
-        return self.recall(users, lengths, excluded, allowed)
+        return self.recall(HistoryBatch.of(users, self.history), excluded, allowed)
 
     def _features(self, queries: Sequence[Query], pools: Sequence[Candidates]) -> RankData:
         X, vectors = self.features.compute(PairBatch.build(queries, pools))
@@ -484,32 +308,59 @@ class RecPipeline(Recommender):
                          allowed=allowed)
         return lists[0] if single else lists
 
-    def update(self, event: Event) -> None:
-        """Fold one event into the history, features, online channels and re-rankers."""
+    def update(self, events: Sequence[Event]) -> None:
+        """Fold new events (in arrival order) into every stage: the shared user history (what
+        channels, filters and explanations read per request), the channels' and features'
+        global state (popularity, transitions, ...) and the re-rankers' feedback."""
         self._check_ready()
-        self.history.update(event)
-        self.features.update(event)
-        from lmrec.recall.lm_user import LMUserRecommender
-
+        events = list(events)
+        if not events:
+            return
+        self.history.update(events)
         for ch in self.recall.channels.values():
-            if isinstance(ch.model, LMUserRecommender):  # channels with a real-time fold-in
-                ch.model.update(event.user, event.item, event.timestamp, value=event.value)
+            ch.model.update(events)
+        self.features.update(events)
         for r in self.rerankers:
-            r.update(event)
-        self.n_users = max(self.n_users, event.user + 1)
+            r.update(events)
+        self.n_users = max(self.n_users, max(e.user for e in events) + 1)
+
+    def upsert_items(self, ids: Sequence[str], rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        """Add items to the catalog (or change them): `rows[j]` holds item `ids[j]`'s fields
+        (title, categories, text fields by name, attributes by name, created_at, available).
+        Every stage is told (`add_items`), so a new item is recommendable from its text at
+        once by the text-aware channels. Returns the items' indices."""
+        self._check_ready()
+        from lmrec.data.dataset import upsert_item_rows
+
+        items = upsert_item_rows(self.dataset, ids, rows)
+        self.n_items = self.dataset.n_items
+        self.add_items(items, self.dataset)
+        return items
+
+    def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
+        """Items at `items` are new or changed in `dataset` (the pipeline's own): tell every stage."""
+        self._check_ready()
+        items = np.asarray(items, np.int64)
+        self.n_items = dataset.n_items
+        self.ctx.add_items(items)
+        for ch in self.recall.channels.values():
+            ch.model.add_items(items, dataset)
+        self.features.add_items(items, dataset)
+        for r in self.rerankers:
+            r.add_items(items, dataset)
 
     def __repr__(self) -> str:
         src = "inline spec" if self.config.spec is not None else self.config.config
         return f"RecPipeline({src}, channels={[c.name for c in self.spec.channels]}, ranker={self.spec.rank.ranker!r})"
 
     def save(self, path: str | Path) -> Path:
-        from lmrec.rank.persist import save_pipeline
+        from lmrec.pipeline.persist import save_pipeline
 
         return save_pipeline(self, Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        from lmrec.rank.persist import load_pipeline
+        from lmrec.pipeline.persist import load_pipeline
 
         return load_pipeline(cls, Path(path))
 

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from lmrec.data.dataset import Dataset, IdMap, Interactions, ItemTable
+from lmrec.pipeline.recall import RecallStage
 from lmrec.rank.base import RankData, Ranker
 from lmrec.rank.history import UserHistory
-from lmrec.rank.recall_stage import Channel, RecallStage
 from lmrec.rerank.base import StageContext
 from lmrec.rerank.explain import Explainer
 from lmrec.types import config_hash
 
 if TYPE_CHECKING:
-    from lmrec.pipeline import RecPipeline
+    from lmrec.pipeline.core import RecPipeline
 
 P = TypeVar("P", bound="RecPipeline")
 
@@ -51,7 +51,8 @@ def catalog_dict(ds: Dataset) -> dict[str, Any]:
         "attributes": {k: [_plain(x) for x in v] for k, v in t.attributes.items()},
         "created_at": np.asarray(t.created_at).tolist(), "available": np.asarray(t.available).tolist()}
     return {"name": ds.name, "users": ds.users.ids, "items": ds.items.ids, "has_timestamps": ds.has_timestamps,
-            "item_table": table}
+            "item_table": table, "template": ds.template, "user_attributes": {
+                k: [_plain(x) for x in v] for k, v in ds.user_attributes.items()}}
 
 
 def catalog_from_dict(d: dict[str, Any], interactions: Interactions) -> Dataset:
@@ -60,7 +61,8 @@ def catalog_from_dict(d: dict[str, Any], interactions: Interactions) -> Dataset:
         title=t["title"], categories=t["categories"], text=t["text"], attributes=t["attributes"],
         created_at=np.asarray(t["created_at"], np.int64), available=np.asarray(t["available"], bool))
     return Dataset(d["name"], IdMap(d["users"], sort=False), IdMap(d["items"], sort=False), interactions,
-                   item_table=table, has_timestamps=d["has_timestamps"])
+                   item_table=table, has_timestamps=d["has_timestamps"], template=d.get("template"),
+                   user_attributes=d.get("user_attributes") or {})
 
 
 def _all_events(h: UserHistory) -> Interactions:
@@ -111,8 +113,9 @@ def load_pipeline(cls: type[P], path: Path) -> P:
     pipe.matrix = pipe.history.seen_matrix(pipe.n_items)
     pipe.ctx = StageContext(ds, pipe.history, encoder=pipe.spec.encoder)
     spec = pipe.spec
-    channels = [Channel(c.name, load_model(path / "channels" / c.name), c.quota, c.min_history, c.weight,
-                        c.fallback_only) for c in spec.channels]
+    channels = pipe._new_channels({c.name: load_model(path / "channels" / c.name) for c in spec.channels})
+    for ch in channels:
+        ch.prepare()
     pipe.recall = RecallStage(channels, chain=spec.fallback.chain, min_candidates=spec.fallback.min_candidates,
                               method=spec.merge.method, k_rrf=spec.merge.k_rrf)
     pipe.features = pipe._new_features().fit(events, ds)
