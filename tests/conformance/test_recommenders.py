@@ -6,6 +6,7 @@ from lmrec.recall.ease import EASE
 from lmrec.recall.implicit_mf import ALS, BPR
 from lmrec.recall.itemknn import ItemKNN
 from lmrec.recall.popular import MostPopular
+from lmrec.recall.transitions import ItemTransitionsChannel
 from lmrec.testing.conformance import RecommenderConformance
 
 
@@ -32,3 +33,21 @@ class TestALS(RecommenderConformance):
 
 class TestBPR(RecommenderConformance):
     model_factory = staticmethod(lambda: BPR(factors=8, iterations=50, learning_rate=0.05, seed=3))
+
+
+class TestTransitions(RecommenderConformance):
+    model_factory = staticmethod(lambda: ItemTransitionsChannel(window=3, recent=5))
+    # the toy users' events are in random order within their genres: a model of what comes next
+    # learns the genres from few, short transitions only (ItemKNN sees every co-occurrence)
+    min_genre_lift = 1.5
+
+
+class TestTransitionsSymmetric(RecommenderConformance):
+    model_factory = staticmethod(lambda: ItemTransitionsChannel(window=5, recent=10, symmetric=True,
+                                                                normalize=False))
+    min_genre_lift = 1.5
+
+
+class TestPopularDecayed(RecommenderConformance):
+    model_factory = staticmethod(lambda: MostPopular(half_life_days=7.0))
+    personalized = False

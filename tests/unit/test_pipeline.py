@@ -97,7 +97,7 @@ def test_recommend_explain_and_seen(pipe: RecPipeline, ds) -> None:  # noqa: ANN
     assert len(c) == 8 and not seen & set(c.items.tolist())
     assert [e["rank"] for e in c.explanations] == list(range(1, 9))
     assert all(set(e["channels"]) <= {"ease", "lm"} for e in c.explanations)
-    assert all(e["because"]["item"] in {ds.items.ids[i] for i in seen} for e in c.explanations)
+    assert all(e["because"]["item_id"] in {ds.items.ids[i] for i in seen} for e in c.explanations)
     lists = pipe.recommend([3, 4], k=5)
     assert isinstance(lists, list) and lists[0].items.tolist() == c.items[:5].tolist()
     allowed = np.arange(0, 50, 2)
@@ -123,7 +123,7 @@ def test_update_changes_the_next_recommendation(ds) -> None:  # noqa: ANN001
     pipe.update([Event(5, top, t, EventKind.CLICK)])
     after = pipe.recommend(5, k=5, explain=True)
     assert top not in after.items.tolist()  # consumed: filtered at once
-    assert after.explanations[0]["because"]["item"] in {ds.items.ids[top]} | {
+    assert after.explanations[0]["because"]["item_id"] in {ds.items.ids[top]} | {
         ds.items.ids[i] for i in ds.interactions.item[ds.interactions.user == 5]}
     assert pipe.history.last_time(5) == t
     new_user = ds.n_users + 2  # a user the channels never saw: fallback, and no crash

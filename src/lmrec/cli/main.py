@@ -1,4 +1,4 @@
-"""The `lmrec` command line: data, eval, models, search, recommend, serve, keys, demo."""
+"""The `lmrec` command line: data, eval, models, search, recommend, serve, train, keys, demo."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ app.command("fit")(fit_cmd.fit_command)
 app.command("models")(eval_cmd.models_command)
 app.add_typer(service_cmd.keys_app, name="keys", help="Create, list and revoke the service's API keys.")
 app.command("serve")(service_cmd.serve_command)
+app.command("train")(service_cmd.train_command)
 app.command("demo")(service_cmd.demo_command)
 app.command("bench-demo")(eval_cmd.demo_command)
 app.command("search")(serve_cmd.search_command)

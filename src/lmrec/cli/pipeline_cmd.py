@@ -40,7 +40,7 @@ def _recs_table(ds, user: str, cands) -> Table:  # noqa: ANN001
     for e in cands.explanations or []:
         because = e.get("because")
         shared = ", ".join(e.get("shared_categories", []) + [f"{k}={v}" for k, v in e.get("shared_attributes", {}).items()])
-        t.add_row(str(e["rank"]), e["item"], e["title"][:60], f"{e['score']:.4f}", ",".join(e["channels"]),
+        t.add_row(str(e["rank"]), e["item_id"], e["title"][:60], f"{e['score']:.4f}", ",".join(e["channels"]),
                   f"{because['title'][:40]} ({because['cosine']:.2f})" if because else "-", shared)
     return t
 

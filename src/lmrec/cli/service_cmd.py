@@ -68,7 +68,10 @@ def _limit_thread_env(n: int) -> None:
 
 
 def serve_command(
-    home: Path = typer.Option(..., "--home", help="Service home: index/, models/ and the sqlite store."),
+    home: Optional[Path] = typer.Option(None, "--home", help="Service home: index/, models/ and the sqlite store "
+                                        "(or [engine] home in lmrec.toml, LMREC_ENGINE__HOME)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config to train and serve: a TOML file or "
+                                         "a shipped config name (default: serve-default, which needs no training)."),
     host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1, or LMREC_HOST)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default 8000, or LMREC_PORT)."),
     store_url: Optional[str] = typer.Option(None, "--store-url", help="sqlite:///path.db or postgresql://..."),
@@ -77,21 +80,27 @@ def serve_command(
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without API keys (local demo only)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
-    """Run the HTTP service (one uvicorn worker) over the engine in --home."""
+    """Run the HTTP service (one uvicorn worker): the pipeline of --config over the store in --home.
+
+    At start it serves the newest saved version of that pipeline (caught up with the events
+    since its fit) or fits one first; POST /admin/train (or `lmrec train`) fits a new version
+    and swaps it in while requests are served."""
     _limit_thread_env(1)
-    config = build_config(home, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
-                          no_auth=no_auth)
-    run_server(config, log_level)
+    cfg = build_config(home, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
+                       no_auth=no_auth, config=config)
+    run_server(cfg, log_level)
 
 
-def build_config(home: Path, engine_extra: dict[str, Any] | None = None, **options: Any) -> Any:
-    """A ServiceConfig from LMREC_* variables with the given CLI options (and engine settings) on top."""
-    from pydantic import ValidationError
-
+def build_config(home: Optional[Path], engine_extra: dict[str, Any] | None = None, **options: Any) -> Any:
+    """A ServiceConfig from the CLI options (and engine settings) over LMREC_* variables and
+    lmrec.toml; a bad setting or home is a CLI error, not a traceback."""
     from lmrec.serving.config import ServiceConfig
+    from lmrec.settings import SettingsError, load_settings
 
-    engine: dict[str, Any] = {"home": home.expanduser().resolve(), **(engine_extra or {})}
-    for name in ("store_url", "encoder", "index"):
+    engine: dict[str, Any] = dict(engine_extra or {})
+    if home is not None:
+        engine["home"] = _check_home(home)
+    for name in ("store_url", "encoder", "index", "config"):
         if options.get(name) is not None:
             engine[name] = options[name]
     service = {k: options[k] for k in ("host", "port") if options.get(k) is not None}
@@ -101,9 +110,82 @@ def build_config(home: Path, engine_extra: dict[str, Any] | None = None, **optio
         if options.get(name) is not None:
             service[name] = options[name]
     try:
-        return ServiceConfig(engine=engine, **service)
-    except ValidationError as e:
-        raise fail(f"invalid service configuration:\n{e}") from None
+        cfg = load_settings(ServiceConfig, **({"engine": engine} if engine else {}), **service)
+    except SettingsError as e:
+        msg = str(e)
+        if "engine" in msg and "home" in msg and "Field required" in msg:
+            msg += "\n  (give --home DIR, or set [engine] home in lmrec.toml)"
+        raise fail(msg) from None
+    _check_home(cfg.engine.home)
+    return cfg
+
+
+def _check_home(home: Path) -> Path:
+    """The service home as an absolute path; a file, or a folder that cannot be created, is a
+    clear CLI error."""
+    home = home.expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise fail(f"--home {home} is a file, not a folder: give the service's home folder")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise fail(f"--home {home}: cannot create the folder ({e.strerror or e})") from None
+    return home
+
+
+def train_command(
+    home: Optional[Path] = typer.Option(None, "--home", help="Service home (as for `lmrec serve`)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config to fit (default: the service's)."),
+    overrides: Optional[str] = typer.Option(None, "--set", help="JSON merged into the config, e.g. "
+                                            "'{\"rank\": {\"ranker\": \"none\"}}'."),
+    store_url: Optional[str] = typer.Option(None, "--store-url", help="sqlite:///path.db or postgresql://..."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="The service's catalog encoder."),
+) -> None:
+    """Fit a pipeline on the events and catalog stored in --home and save it as a new version.
+
+    A running service picks it up with POST /admin/reload (or serves it at its next start when
+    it is a version of the service's own config). Progress goes to the log."""
+    import logging
+
+    from lmrec.cli.common import parse_params
+
+    configure_logging("info")
+    cfg = build_config(home, store_url=store_url, encoder=encoder, config=config)
+    params = parse_params(overrides) if overrides else None
+    from lmrec.serving.versions import store_dataset, train_version
+
+    engine_cfg = cfg.engine
+    try:
+        from lmrec.pipeline.spec import load_spec
+
+        ov = engine_cfg.pipeline_overrides() if params is None else params
+        load_spec(engine_cfg.config, ov)
+    except (ValueError, FileNotFoundError) as e:
+        raise fail(f"--config: {e}") from None
+    from lmrec.stores.sql import open_store
+
+    try:
+        store = open_store(engine_cfg.resolved_store_url())
+    except Exception as e:  # noqa: BLE001 - a bad URL or unreachable server is a CLI error
+        raise fail(f"cannot open the store: {e}") from None
+    log = logging.getLogger("lmrec.train")
+    try:
+        ds, last_seq = store_dataset(store, kinds=engine_cfg.train_kinds, template=engine_cfg.item_template,
+                                     has_timestamps=engine_cfg.has_timestamps)
+        if not len(ds.interactions):
+            raise fail(f"the store {engine_cfg.resolved_store_url()} holds no events of the kinds "
+                       f"{', '.join(engine_cfg.train_kinds)} to fit on")
+        log.info("fitting %s on %d events, %d items, %d users", engine_cfg.config, len(ds.interactions), ds.n_items,
+                 ds.n_users)
+        try:
+            v = train_version(engine_cfg.home / "models", ds, config=engine_cfg.config, overrides=ov,
+                              last_seq=last_seq, progress=lambda m: log.info("%s", m))
+        except ValueError as e:
+            raise fail(f"cannot fit {engine_cfg.config}: {e}") from None
+    finally:
+        store.close()
+    console.print(f"saved version [bold]{v.name}[/] ({v.meta['n_events']} events, fit {v.meta['fit_s']} s) in "
+                  f"{engine_cfg.home / 'models'}")
 
 
 def run_server(config: Any, log_level: str = "info") -> None:

@@ -103,11 +103,21 @@ class RecPipeline(Recommender):
     # --- building -------------------------------------------------------------------------
     def _new_channels(self, models: dict[str, Recommender] | None = None) -> list[Channel]:
         """Channels of the spec over new models (or the given fitted ones, by name)."""
-        from lmrec.component import create
+        from lmrec.component import MODELS
 
-        return [Channel(c.name, models[c.name] if models is not None else create(c.model, c.params), c.quota,
-                        c.min_history, c.weight, c.fallback_only, c.index, dict(c.index_params))
-                for c in self.spec.channels]
+        out = []
+        for c in self.spec.channels:
+            if models is not None:
+                model = models[c.name]
+            else:
+                params = dict(c.params)
+                cfg = MODELS.config_class(c.model)
+                if cfg is not None and "encoder" in cfg.model_fields:  # text channels use the spec's encoder
+                    params.setdefault("encoder", self.spec.encoder)
+                model = MODELS.create(c.model, params)
+            out.append(Channel(c.name, model, c.quota, c.min_history, c.weight, c.fallback_only, c.index,
+                               dict(c.index_params)))
+        return out
 
     def _new_features(self) -> FeatureSet:
         feats = []
@@ -203,7 +213,7 @@ class RecPipeline(Recommender):
         return Query(q.user, q.text, t, q.context)
 
     def candidates(self, queries: Sequence[Query], *, exclude_seen: bool = True,
-                   allowed: np.ndarray | None = None) -> list[Candidates]:
+                   allowed: np.ndarray | None = None, timings: dict[str, float] | None = None) -> list[Candidates]:
         """The merged recall pools of user queries, in merge-score order."""
         self._check_ready()
         if any(q.user is None or q.user < 0 for q in queries):
@@ -215,17 +225,21 @@ class RecPipeline(Recommender):
             drop = [r.excluded(q) for r in self.rerankers if exclude_seen or r.name != "seen"]
             drop = [d for d in drop if d is not None and len(d)]
             excluded.append(np.concatenate(drop).astype(np.int64) if drop else np.zeros(0, np.int64))
-        return self.recall(HistoryBatch.of(users, self.history), excluded, allowed)
+        return self.recall(HistoryBatch.of(users, self.history), excluded, allowed, timings=timings)
 
     def _features(self, queries: Sequence[Query], pools: Sequence[Candidates]) -> RankData:
         X, vectors = self.features.compute(PairBatch.build(queries, pools))
         return RankData(X, self.features.columns, np.array([len(p) for p in pools], np.int64), {}, vectors)
 
-    def rank(self, queries: Sequence[Query], pools: Sequence[Candidates], keep: int | None = None) -> list[Candidates]:
+    def rank(self, queries: Sequence[Query], pools: Sequence[Candidates], keep: int | None = None,
+             timings: dict[str, float] | None = None) -> list[Candidates]:
         """Order each pool by the ranker and keep the best `keep` (default `rank.keep`)."""
         keep = self.spec.rank.keep if keep is None else keep
+        t0 = time.perf_counter()
         data = self._features(queries, pools)
+        t1 = _lap(timings, "features", t0)
         scores = self.ranker.score(data)
+        _lap(timings, "ranker", t1)
         out, off = [], data.offsets
         for j, pool in enumerate(pools):
             s = scores[off[j]:off[j + 1]]
@@ -243,20 +257,25 @@ class RecPipeline(Recommender):
         return candidates.top(n)
 
     def run(self, queries: Sequence[Query], n: int | None = None, *, explain: bool = False,
-            exclude_seen: bool = True, allowed: np.ndarray | None = None) -> list[Candidates]:
-        """The final lists of `queries` (user requests): recall, rank, rerank, explain."""
+            exclude_seen: bool = True, allowed: np.ndarray | None = None,
+            timings: dict[str, float] | None = None) -> list[Candidates]:
+        """The final lists of `queries` (user requests): recall, rank, rerank, explain.
+        `timings`, when a dict, receives each stage's wall time in milliseconds."""
         queries = [self._resolve(q) for q in queries]
         n = self.spec.rerank.n if n is None else n
         out: list[Candidates] = []
         step = self.spec.rank.batch_users
         for a in range(0, len(queries), step):
             qs = queries[a:a + step]
-            pools = self.candidates(qs, exclude_seen=exclude_seen, allowed=allowed)
-            ranked = self.rank(qs, pools, keep=max(self.spec.rank.keep, n))
+            pools = self.candidates(qs, exclude_seen=exclude_seen, allowed=allowed, timings=timings)
+            ranked = self.rank(qs, pools, keep=max(self.spec.rank.keep, n), timings=timings)
             for q, c in zip(qs, ranked):
+                t0 = time.perf_counter()
                 c = self.rerank(q, c, n, exclude_seen=exclude_seen)
+                t1 = _lap(timings, "rerank", t0)
                 if explain:
                     c.explanations = self.explainer.explain(q, c)
+                    _lap(timings, "explain", t1)
                 out.append(c)
         return out
 
@@ -292,9 +311,11 @@ class RecPipeline(Recommender):
                   candidates: np.ndarray | None = None, explain: bool = False) -> list[Candidates]: ...
 
     def recommend(self, users: Any, k: int = 10, *, exclude_seen: bool = True,
-                  candidates: np.ndarray | None = None, explain: bool = False) -> Any:
+                  candidates: np.ndarray | None = None, explain: bool = False,
+                  timings: dict[str, float] | None = None) -> Any:
         """Top-k for one user (an int: one Candidates) or several (a list), with explanations
-        when `explain`. `candidates` restricts the catalog (item indices)."""
+        when `explain`. `candidates` restricts the catalog (item indices). A user index beyond
+        the known users is a user without history (the fallback channels serve them)."""
         self._check_ready()
         single = np.ndim(users) == 0
         us = np.atleast_1d(np.asarray(users, np.int64))
@@ -305,7 +326,7 @@ class RecPipeline(Recommender):
             allowed = np.zeros(self.dataset.n_items, bool)
             allowed[np.asarray(candidates, np.int64)] = True
         lists = self.run([Query(user=int(u)) for u in us], n=k, explain=explain, exclude_seen=exclude_seen,
-                         allowed=allowed)
+                         allowed=allowed, timings=timings)
         return lists[0] if single else lists
 
     def update(self, events: Sequence[Event]) -> None:
@@ -363,6 +384,13 @@ class RecPipeline(Recommender):
         from lmrec.pipeline.persist import load_pipeline
 
         return load_pipeline(cls, Path(path))
+
+
+def _lap(timings: dict[str, float] | None, key: str, t0: float) -> float:
+    now = time.perf_counter()
+    if timings is not None:
+        timings[key] = timings.get(key, 0.0) + (now - t0) * 1000.0
+    return now
 
 
 def _pool_recall(data: RankData) -> float:

@@ -67,8 +67,6 @@ class RecallStage:
 
     `chain`: names of channels tried in order for users whose pool has fewer than
     `min_candidates` items after the main channels (e.g. new users -> popular).
-    `timings`: when a dict, each call adds its wall time per channel ("recall:<name>") and for
-    the merge, in milliseconds.
     """
 
     def __init__(self, channels: Sequence[Channel], *, chain: Sequence[str] = (), min_candidates: int = 10,
@@ -83,13 +81,6 @@ class RecallStage:
             raise ValueError(f"merge.method must be 'zscore' or 'rrf', got {method!r}")
         self.channels = {c.name: c for c in channels}
         self.chain, self.min_candidates, self.method, self.k_rrf = list(chain), min_candidates, method, k_rrf
-        self.timings: dict[str, float] | None = None
-
-    def _lap(self, key: str, t0: float) -> float:
-        now = time.perf_counter()
-        if self.timings is not None:
-            self.timings[key] = self.timings.get(key, 0.0) + (now - t0) * 1000.0
-        return now
 
     def _run(self, ch: Channel, batch: HistoryBatch, rows: np.ndarray, excluded: Sequence[np.ndarray],
              allowed: np.ndarray | None) -> dict[int, _Run]:
@@ -108,12 +99,18 @@ class RecallStage:
         return out
 
     def __call__(self, batch: HistoryBatch, excluded: Sequence[np.ndarray],
-                 allowed: np.ndarray | None = None) -> list[Candidates]:
+                 allowed: np.ndarray | None = None, *, timings: dict[str, float] | None = None) -> list[Candidates]:
         """Candidate pools for the rows of `batch`, in merge-score order.
 
         `excluded[j]`: item indices row j must not get (seen, unavailable, blocked);
-        `allowed`: optional boolean mask over the catalog.
+        `allowed`: optional boolean mask over the catalog; `timings`: when a dict, each
+        channel's wall time ("recall:<name>") and the merge's are added to it, in ms.
         """
+
+        def lap(key: str, t0: float) -> None:
+            if timings is not None:
+                timings[key] = timings.get(key, 0.0) + (time.perf_counter() - t0) * 1000.0
+
         n = len(batch)
         lengths = batch.lengths()
         runs: dict[str, dict[int, _Run]] = {}
@@ -124,7 +121,7 @@ class RecallStage:
             got = self._run(ch, batch, np.flatnonzero(lengths >= ch.min_history), excluded, allowed)
             if got:
                 runs[ch.name] = got
-            self._lap(f"recall:{ch.name}", t0)
+            lap(f"recall:{ch.name}", t0)
         listed = [set() for _ in range(n)]
         for got in runs.values():
             for r, run in got.items():
@@ -143,10 +140,10 @@ class RecallStage:
                 listed[r].update(run.top.tolist())
             if got:
                 runs[name] = {**prev, **got}
-            self._lap(f"recall:{name}", t0)
+            lap(f"recall:{name}", t0)
         t0 = time.perf_counter()
         out = [self._merge(r, runs) for r in range(n)]
-        self._lap("merge", t0)
+        lap("merge", t0)
         return out
 
     def _merge(self, row: int, runs: dict[str, dict[int, _Run]]) -> Candidates:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lmrec.rank.training import WindowSpec
 
-__all__ = ["ChannelSpec", "FallbackSpec", "MergeSpec", "StageSpec", "RankSpec", "RerankSpec", "ExplainSpec",
+__all__ = ["CONFIG_DIR", "ChannelSpec", "FallbackSpec", "MergeSpec", "StageSpec", "RankSpec", "RerankSpec", "ExplainSpec",
            "PipelineSpec", "DEFAULT_FEATURES", "load_spec", "resolve_config_path"]
 
 
@@ -219,16 +219,28 @@ def _merge_named(base: list[dict[str, Any]], over: list[dict[str, Any]]) -> list
     return out
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""The pipeline configs shipped with lmrec (`configs/` in a checkout is a link to it)."""
+
+
 def resolve_config_path(path: str | Path) -> Path:
-    """`path` as given when it exists (relative to the working directory), else relative to
-    the source checkout (so `configs/default.toml` works from any folder of it)."""
+    """`path` as given when it exists (relative to the working directory), else a shipped
+    config: "configs/ml-100k.toml", "ml-100k.toml" and "ml-100k" all name
+    `lmrec/configs/ml-100k.toml`, so the configs work from any folder and from a wheel."""
     p = Path(path)
-    if p.is_file():
-        return p
-    checkout = Path(__file__).resolve().parents[3] / p
-    if not p.is_absolute() and checkout.is_file():
-        return checkout
-    raise FileNotFoundError(f"pipeline config {str(p)!r} not found in {Path.cwd()} or {checkout.parent}")
+    try:
+        if p.is_file():
+            return p
+        if not p.is_absolute():
+            name = p.name if p.suffix == ".toml" else f"{p.name}.toml"
+            shipped = CONFIG_DIR / name
+            if shipped.is_file() and (len(p.parts) == 1 or p.parent.name == "configs"):
+                return shipped
+    except (OSError, ValueError):  # a name the file system cannot hold (too long, NUL ...)
+        pass
+    known = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.toml")))
+    raise FileNotFoundError(f"pipeline config {str(p)!r} not found in {Path.cwd()} nor among the shipped "
+                            f"configs ({known})")
 
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

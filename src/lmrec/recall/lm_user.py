@@ -32,7 +32,7 @@ from lmrec.types import Event, HistoryBatch
 from lmrec.text.base import normalize
 from lmrec.text.registry import check_encoder_name
 
-__all__ = ["LMUserConfig", "LMUserRecommender", "LMMeanRecommender", "LMRecencyRecommender",
+__all__ = ["history_vector", "LMUserConfig", "LMUserRecommender", "LMMeanRecommender", "LMRecencyRecommender",
            "LMMultiRecommender", "recency_weights", "spherical_kmeans"]
 
 Mode = Literal["mean", "recency", "multi"]
@@ -90,7 +90,7 @@ class LMUserRecommender(Recommender):
         self._vectors = VectorCache()
         self.item_vectors = dataset_item_vectors(dataset, self.config.encoder).copy()
         counts = np.bincount(train.item, minlength=self.n_items).astype(np.float32)
-        self.fallback = normalize(counts @ self.item_vectors if counts.sum() else self.item_vectors.mean(axis=0))
+        self.fallback = _fallback(self.item_vectors, counts)
         s = train.sorted()
         self._pending: list[tuple[int, int]] = []
         self.hist_indptr = np.searchsorted(s.user, np.arange(self.n_users + 1)).astype(np.int64)
@@ -190,16 +190,10 @@ class LMUserRecommender(Recommender):
 
     # --- as a channel: the user vector from the request's history --------------------------
     def _row_vector(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
-        items = np.asarray(items, np.int64)
-        keep = items < len(self.item_vectors)
-        items, values = items[keep], np.asarray(values, np.float64)[keep]
-        if not len(items):
-            return self.fallback
-        w = self._event_weights(values)
-        v = w @ self.item_vectors[items].astype(np.float64)
-        if not np.any(v) or float(w.sum()) <= 0:
-            return self.fallback
-        return normalize(v[None, :].astype(np.float32))[0]
+        cfg = self.config
+        v = history_vector(self.item_vectors, items, values, half_life=cfg.half_life if cfg.mode == "recency" else None,
+                           rating_weight=cfg.rating_weight)
+        return self.fallback if v is None else v
 
     def user_scores(self, batch: HistoryBatch) -> UserScores:
         """"mean"/"recency": the (recency-)weighted mean of the row's item vectors against the
@@ -241,6 +235,8 @@ class LMUserRecommender(Recommender):
         rows = np.unique(np.r_[np.asarray(items, np.int64), np.arange(n_old, dataset.n_items)]).astype(np.int64)
         old = self.item_vectors[rows[rows < n_old]].copy()
         self.item_vectors = item_vectors_for(dataset, self.config.encoder, items, self.item_vectors)
+        if not np.any(self.fallback):  # fitted on an empty catalog: the mean of the items that came since
+            self.fallback = _fallback(self.item_vectors, np.zeros(len(self.item_vectors)))
         grew = dataset.n_items > self.n_items
         self.n_items = max(self.n_items, dataset.n_items)
         if grew:
@@ -352,6 +348,34 @@ class LMUserRecommender(Recommender):
                     "hist_ts", "hist_val"):
             setattr(self, key, state[key])
         self._pending = []
+
+
+def _fallback(item_vectors: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The vector of a user without history: the popularity-weighted mean item vector (the
+    plain mean without events; zeros for an empty catalog)."""
+    if not len(item_vectors):
+        return np.zeros(item_vectors.shape[1], np.float32)
+    return normalize(counts @ item_vectors if counts.sum() else item_vectors.mean(axis=0))
+
+
+def history_vector(item_vectors: np.ndarray, items: np.ndarray, values: np.ndarray | None = None, *,
+                   half_life: float | None = None, rating_weight: bool = False) -> np.ndarray | None:
+    """A history's profile: the normalised mean of its items' vectors (events in time order),
+    each weighted 2^-(events after it / half_life) when `half_life` is given and by its value
+    when `rating_weight`; None for a history without known items. What "lm-mean" and
+    "lm-recency" use as the user vector, and what the service personalises search with."""
+    items = np.asarray(items, np.int64)
+    keep = (items >= 0) & (items < len(item_vectors))
+    items = items[keep]
+    if not len(items):
+        return None
+    w = recency_weights(len(items), half_life) if half_life is not None else np.ones(len(items))
+    if rating_weight and values is not None:
+        w = w * np.asarray(values, np.float64)[keep]
+    v = w @ np.asarray(item_vectors[items], np.float64)
+    if float(w.sum()) <= 0 or not np.any(v):
+        return None
+    return normalize(v[None, :].astype(np.float32))[0]
 
 
 def _mode_config(mode: str, **defaults: Any) -> type[LMUserConfig]:

@@ -13,8 +13,9 @@ channel for each row of a `HistoryBatch`:
 Kinds:
 - `DenseScores`: a full score matrix (the fallback for any model; what `score` gives).
 - `VectorScores`: score = <user vector, item vector> (+ item bias). Exact top-k by one
-  matrix product, or approximate by an HNSW inner-product index; moments from the catalog's
-  first and second moments (`ItemStats`), O(dim^2) per user.
+  matrix product (moments from the same product), or approximate by an HNSW inner-product
+  index with the moments from the catalog's first and second moments (`ItemStats`), O(dim^2)
+  per user: nothing proportional to the catalog is computed.
 - `SparseRowScores`: a sparse score vector per user (item-item models over a sparse
   neighbour matrix): the items with a non-zero score are listed, zero-score items fill the
   rest in index order, exactly as a full sort would.
@@ -209,15 +210,22 @@ class VectorScores(UserScores):
         self.users = np.asarray(users, np.float32)
         self.items, self.bias, self.stats, self.index = items, bias, stats, index
         self.n_items = int(n_items if n_items is not None else len(items))
-        self._mean, self._std = stats.moments(self.users) if len(self.users) else (np.zeros(0), np.zeros(0))
+        self._full_rows: dict[int, np.ndarray] = {}
+        if index is not None and len(self.users):  # sub-linear: moments from the sufficient statistics
+            self._mean, self._std = stats.moments(self.users)
 
     def _full(self, row: int) -> np.ndarray:
-        s = self.items @ self.users[row]
-        if self.bias is not None:
-            s = s + self.bias
-        if len(s) < self.n_items:
-            s = np.concatenate([s, np.zeros(self.n_items - len(s), np.float32)])
-        return np.asarray(s, np.float32)
+        """The row's scores over the whole catalog (the exact path computes them anyway, and
+        then takes the moments from them too)."""
+        got = self._full_rows.get(row)
+        if got is None:
+            s = self.items @ self.users[row]
+            if self.bias is not None:
+                s = s + self.bias
+            if len(s) < self.n_items:
+                s = np.concatenate([s, np.zeros(self.n_items - len(s), np.float32)])
+            got = self._full_rows[row] = np.asarray(s, np.float32)
+        return got
 
     def top(self, row: int, k: int, exclude: np.ndarray, allowed: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -252,17 +260,23 @@ class VectorScores(UserScores):
         return out
 
     def moments(self, row: int) -> tuple[float, float]:
+        if self.index is None:
+            r = self._full(row)
+            return float(r.mean(dtype=np.float64)), float(r.std(dtype=np.float64))
         return float(self._mean[row]), float(self._std[row])
 
 
 class SparseRowScores(UserScores):
     """Per row, a sparse score vector (`cols[row]` sorted, `vals[row]`); every other item
-    scores 0."""
+    scores 0. With `fill` the top list continues past the positive scores with zero-score
+    items in index order (what a full sort gives); without it only items with evidence (a
+    positive score) are listed."""
 
-    def __init__(self, cols: list[np.ndarray], vals: list[np.ndarray], n_items: int) -> None:
+    def __init__(self, cols: list[np.ndarray], vals: list[np.ndarray], n_items: int, *, fill: bool = True) -> None:
         self.cols = [np.asarray(c, np.int64) for c in cols]
         self.vals = [np.asarray(v, np.float32) for v in vals]
         self.n_items = int(n_items)
+        self.fill = fill
 
     def top(self, row: int, k: int, exclude: np.ndarray, allowed: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +290,7 @@ class SparseRowScores(UserScores):
         pos = vals > 0
         order = np.lexsort((cols[pos], -vals[pos]))[:k]
         items, scores = cols[pos][order], vals[pos][order]
-        if len(items) == k:
+        if len(items) == k or not self.fill:
             return items, scores
         # then the zero-score items (explicit zeros and every item without an entry) by index,
         # then the negative ones: the order a full sort of the dense vector gives

@@ -180,7 +180,8 @@ class ItemTransitionsChannel(Recommender):
     def user_scores(self, batch: HistoryBatch) -> UserScores:
         self._check_fitted()
         rows = [self._row(batch.items[r]) for r in range(len(batch))]
-        return SparseRowScores([c for c, _ in rows], [v for _, v in rows], self.n_items)
+        # only items that followed the user's items are listed (no zero-score filler)
+        return SparseRowScores([c for c, _ in rows], [v for _, v in rows], self.n_items, fill=False)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         out = np.zeros((len(users), self.n_items), np.float32)

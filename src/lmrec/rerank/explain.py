@@ -48,7 +48,7 @@ class Explainer:
     def _item(self, i: int) -> dict[str, Any]:
         ds = self.ctx.dataset
         title = ds.item_table.title[i] if ds.item_table is not None and i < len(ds.item_table) else ""
-        return {"item": ds.items.ids[i] if i < len(ds.items) else str(i), "title": title}
+        return {"item_id": ds.items.ids[i] if i < len(ds.items) else str(i), "title": title}
 
     def explain(self, query: Query, candidates: Candidates) -> list[dict[str, Any]]:
         ctx = self.ctx

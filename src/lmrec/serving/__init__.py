@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BASE_VERSION", "Engine", "EngineConfig", "RankedItem", "Ranking", "seed_demo", "demo_catalog"]
+__all__ = ["Engine", "EngineConfig", "RankedItem", "Ranking", "seed_demo", "demo_catalog"]
 
-_LAZY = {"BASE_VERSION": "engine", "Engine": "engine", "EngineConfig": "engine", "RankedItem": "engine",
+_LAZY = {"Engine": "engine", "EngineConfig": "engine", "RankedItem": "engine",
          "Ranking": "engine", "seed_demo": "demo", "demo_catalog": "demo"}
 
 

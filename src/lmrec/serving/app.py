@@ -404,8 +404,9 @@ def _admin_routes(app: FastAPI, st: _State) -> None:
     @app.post("/admin/reload", response_model=s.ModelVersionOut, tags=["admin"], dependencies=[Admin],
               responses={**_BODY_ERRORS, 404: {"model": s.ErrorOut}})
     def reload(engine: Engine, body: Annotated[s.ReloadIn | None, Body()] = None) -> s.ModelVersionOut:
-        """Serve another saved model version (the latest when none is named). Requests in
-        flight finish on the old version; none is dropped."""
+        """Serve another saved pipeline version (the latest when none is named), caught up with
+        the catalog and the events since its fit. Requests in flight finish on the old version;
+        none is dropped."""
         version = body.version if body else None
         try:
             active = engine.reload(version)
@@ -417,32 +418,37 @@ def _admin_routes(app: FastAPI, st: _State) -> None:
         return s.ModelVersionOut(model_version=active)
 
     @app.post("/admin/train", response_model=s.TrainOut, tags=["admin"], dependencies=[Admin],
-              responses={**_BODY_ERRORS, 409: {"model": s.ErrorOut}})
-    def train(engine: Engine, body: Annotated[s.TrainIn | None, Body()] = None) -> s.TrainOut:
-        """Fit a collaborative-filtering model (`lmrec models` lists the names) on the stored
-        events and save it as a new version; with `activate` (default) serve it at once.
-        Blocks this request until the fit is done; other requests are served meanwhile."""
-        from pydantic import ValidationError
-
-        from lmrec.component import UnknownModelError
+              responses={**_BODY_ERRORS, 202: {"model": s.TrainOut}, 409: {"model": s.ErrorOut}})
+    def train(engine: Engine, body: Annotated[s.TrainIn | None, Body()] = None) -> Any:
+        """Fit the pipeline (the service's own config, or `config` + `overrides`) on the stored
+        events and catalog, save it as a new version and, with `activate` (default), serve it
+        once it has caught up with the events that arrived meanwhile. With `wait` (default)
+        the answer comes when the fit is done; otherwise 202 at once, progress in
+        /admin/stats. Requests are served throughout; one training runs at a time (409)."""
+        from lmrec.serving.engine import PipelineConfigError, TrainingBusy
 
         body = body or s.TrainIn()
         t0 = time.perf_counter()
         try:
-            version = engine.train_model(body.name, dict(body.params or {}), activate=body.activate)
-        except UnknownModelError as e:
-            raise _invalid(["body", "name"], str(e)) from None
-        except (ValidationError, TypeError) as e:
-            raise _invalid(["body", "params"], f"bad parameters for {body.name}: {e}") from None
-        except ValueError as e:   # e.g. no events to train on yet
-            raise ApiError(409, "cannot_train", str(e)) from None
-        log.info("trained %s as %s in %.1f s (active: %s)", body.name, version, time.perf_counter() - t0,
-                 body.activate)
+            version = engine.train(body.config, dict(body.overrides) if body.overrides is not None else None,
+                                   activate=body.activate, wait=body.wait)
+        except TrainingBusy as e:
+            raise ApiError(409, "training_busy", str(e)) from None
+        except PipelineConfigError as e:
+            raise _invalid(["body", "config" if body.overrides is None else "overrides"], str(e)) from None
+        except (ValueError, TypeError, KeyError, IndexError) as e:  # e.g. too few events for the ranker's window
+            log.warning("training failed: %s: %s", type(e).__name__, e)
+            raise ApiError(409, "cannot_train", f"{type(e).__name__}: {e}") from None
+        if not body.wait:
+            return JSONResponse(s.TrainOut(model_version=None, active=False, state="started").model_dump(),
+                                status_code=202)
+        log.info("trained %s in %.1f s (active: %s)", version, time.perf_counter() - t0, body.activate)
         return s.TrainOut(model_version=version, active=body.activate)
 
     @app.get("/admin/stats", tags=["admin"], dependencies=[Admin], responses=_ERRORS)
     def stats(engine: Engine) -> dict[str, Any]:
-        """Engine counters: items, users, events, index size, model version, encoder."""
+        """Engine counters: items, users, events, index size, the served pipeline version and
+        its config, the training state (stage, elapsed seconds, last version), encoder."""
         return json.loads(json.dumps(engine.stats(), default=str))
 
 

@@ -1,31 +1,33 @@
-"""The in-process serving engine: recommendations, search and similar items in milliseconds,
-real-time updates from events and item changes, versioned CF models with hot swap.
+"""The serving engine: the pipeline `lmrec eval` measures, served live.
 
-One `Engine` owns a record store (the durable truth: events, items, users, rankings), a hot
-user-state store (recent history per user), the live catalog (item vectors in a vector index,
-BM25 over item texts) and the online state folded in from events (LM profile vectors, seen
-sets, decayed popularity). `Engine.open` rebuilds the online state by replaying the store's
-event log through the very code `ingest` runs, so a restart serves what the engine served
-before it stopped.
+One `Engine` owns a record store (the durable truth: events, items, users, rankings), the
+live catalog (item records, their vectors in a vector index and BM25 over their texts, for
+search and similar items) and the served pipeline version (`lmrec.pipeline.RecPipeline`,
+wrapped with its version metadata). There is no second recommender here:
 
-Requests:
-- `recommend`: channels "lm" (the user's recency-weighted profile vector -> vector index),
-  "cf" (the loaded model version, when there is one) and "popular" (time-decayed popularity;
-  for new users and histories shorter than `fallback_min_history`), fused with weighted
-  reciprocal rank fusion (`lmrec.serving.merge`), consumed and unavailable items filtered,
-  topped up with popular then newest items so a list is never short while items remain.
-- `search`: BM25 (`lmrec.serving.keyword`) and dense retrieval fused with RRF; with a user,
-  each candidate gains `personal_weight * cos(profile, item) / (k_rrf + 1)`, i.e. a perfect
-  profile match is worth `personal_weight` times a first place in one channel (0.3 by
-  default: a nudge between close candidates, never enough to override a clear text match).
-- `similar`: the item's vector -> vector index neighbours, without the item itself.
+- `recommend` maps the user id to the pipeline's user index and returns
+  `RecPipeline.recommend(user, k)`: recall channels -> merge -> ranker -> re-rankers ->
+  explanations, the same code and the same lists as offline.
+- `ingest` commits events to the store, then folds them into the pipeline
+  (`RecPipeline.update`): the user's history (what the channels read per request), the
+  channels' and features' global state, the re-rankers' feedback. The next request sees them.
+- `upsert_items` embeds and indexes items for search, and adds them to the pipeline
+  (`RecPipeline.upsert_items`): text-aware channels recommend a new item at once.
+- `train` fits the configured pipeline on the store's events and catalog (in the background
+  when asked, or on a schedule), saves it as a version folder (`lmrec.serving.versions`),
+  folds in what arrived during the fit and swaps it in; requests never wait for a fit.
+- `open` serves the newest saved version of the configured pipeline (replaying the events
+  that arrived after it was fitted); without one it fits the configured pipeline first (the
+  shipped default needs no training: its channels learn online).
+
+Search is hybrid BM25 + dense retrieval over the catalog fused by reciprocal rank fusion,
+nudged towards the user's language-model profile (computed from the pipeline's history with
+the same function the LM channels use).
 
 Concurrency: reads hold the shared side of a readers-writer lock and never wait for each
 other; writes are serialised by a writer mutex and do their slow parts (store commit, text
-encoding, training) before taking the exclusive side for the in-memory update, which is
-short. Models are swapped by replacing one reference: a request reads it once and keeps the
-version it started with. Rankings are logged to the store by a background thread so that
-serving never waits for a commit (a crash can lose the last few ranking logs, never events).
+encoding, training, catching a new version up) before taking the exclusive side for the
+in-memory update, which is short. A request reads the served version once and keeps it.
 
 Example:
     >>> import tempfile
@@ -37,8 +39,8 @@ Example:
     '1'
     >>> eng.ingest([EventRecord("u1", "1", "purchase")])
     [1]
-    >>> [(i.item_id, i.sources) for i in eng.recommend("u1", k=2).items]
-    [('3', ('lm',)), ('2', ('lm',))]
+    >>> [i.item_id for i in eng.recommend("u1", k=2).items]
+    ['3', '2']
     >>> eng.close()
 """
 
@@ -59,23 +61,27 @@ import numpy as np
 
 from lmrec.serving import explain as _explain
 from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved
-from lmrec.serving.cf import CFModel, events_dataset, list_versions, load_version, train_version
 from lmrec.serving.encoders import EngineEncoders
-from lmrec.serving.engine_config import CHANNELS, EngineConfig
-from lmrec.serving.merge import Fused, rrf_merge
-from lmrec.serving.profiles import Popularity, UserProfiles
+from lmrec.serving.engine_config import EngineConfig
 from lmrec.serving.ranking import RankedItem, Ranking, RankingLog, StageTimer
 from lmrec.serving.rwlock import RWLock
+from lmrec.serving.versions import Version, item_row, list_versions, load_version, store_dataset, train_version
 from lmrec.stores.base import blas_threads
 from lmrec.stores.records import (EventRecord, ItemRecord, RankingRecord, UserRecord, check_event,
                                   check_item, check_user)
+from lmrec.types import Event, EventKind
 
-__all__ = ["BASE_VERSION", "CHANNELS", "Engine", "EngineConfig", "RankedItem", "Ranking"]
+__all__ = ["Engine", "EngineConfig", "RankedItem", "Ranking", "TrainingBusy", "PipelineConfigError"]
 
 log = logging.getLogger(__name__)
 
-#: `Ranking.model_version` while no CF model version is loaded (LM and popularity channels only)
-BASE_VERSION = "lm-only"
+
+class TrainingBusy(RuntimeError):
+    """A training is already running (one at a time)."""
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline config (or its overrides) asked to train is not valid."""
 
 
 class _BlasLimit:
@@ -118,22 +124,28 @@ class Engine:
         self.ready = False
         self._lock = RWLock()
         self._write = threading.Lock()     # one writer at a time: keeps store order = apply order
-        self._train = threading.Lock()
-        self._model: CFModel | None = None
+        self._train = threading.Lock()     # one training at a time
+        self._live: Version | None = None
         self._applied_seq = 0
         self._n_events = 0
+        self._events_since_train = 0
+        self._last_train = time.time()
         self._blas = False
         self._rankings: RankingLog | None = None
         self._closed = False
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+        self._jobs: list[threading.Thread] = []
+        self.training: dict[str, Any] = {"state": "idle"}
         self.index_source = ""  # "loaded" (saved index matched the catalog) or "built" at open
 
     # ==== lifecycle ===========================================================================
     @classmethod
     def open(cls, config: EngineConfig) -> Engine:
-        """Open the store, load or build the catalog index, replay the event log, load the
-        model version; `ready` is True when it returns."""
+        """Open the store, load or build the catalog index, then serve the newest pipeline
+        version (caught up with the events since its fit) or fit the configured pipeline;
+        `ready` is True when it returns."""
         from lmrec.stores.sql import open_store
-        from lmrec.stores.state import open_user_state
 
         eng = cls(config)
         cfg = config
@@ -141,26 +153,25 @@ class Engine:
         eng._blas = _BLAS.acquire(cfg.blas_threads)
         try:
             eng.store = open_store(cfg.resolved_store_url())
-            eng.user_state = open_user_state(cfg.user_state_url)
             eng.encoders = EngineEncoders(cfg.encoder, cfg.query_encoder, threads=cfg.encoder_threads,
                                           cache_dir=cfg.embedding_cache or cfg.home / "embeddings")
-            eng.profiles = UserProfiles(eng.encoders.dim, cfg.half_life)
-            eng.popularity = Popularity(cfg.popularity_half_life_s)
             eng.catalog = eng._new_catalog()
             eng._load_catalog()
-            eng._replay()
-            if cfg.load_model and (cfg.model_version or list_versions(eng.models_dir)):
-                eng.reload(cfg.model_version)
+            eng._n_events = eng.store.count_events()
+            eng._open_pipeline()
             if cfg.log_rankings:
                 eng._rankings = RankingLog(eng.store)
         except BaseException:
             eng._release()
             raise
-        # the catalog, profiles and indexes are long-lived: keep the cyclic GC from re-scanning
+        # the catalog, pipeline and indexes are long-lived: keep the cyclic GC from re-scanning
         # them (a full collection over a 100k-item catalog is a latency spike of tens of ms)
         if cfg.gc_freeze:
             gc.collect()
             gc.freeze()
+        if cfg.retrain_every_events or cfg.retrain_every_minutes:
+            eng._scheduler = threading.Thread(target=eng._schedule, name="lmrec-retrain", daemon=True)
+            eng._scheduler.start()
         eng.ready = True
         return eng
 
@@ -214,41 +225,46 @@ class Engine:
         if records:
             self.catalog.save(self.index_dir, extra)
 
-    def _replay(self) -> None:
-        """Fold the whole event log into the online state (and the user-state store when it
-        lives in this process)."""
-        push = self.config.rebuild_user_state
-        if push is None:
-            push = self.config.user_state_url is None
-        total = self.store.count_events()
-        batch: list[EventRecord] = []
-        bar = None
-        if self.config.progress and total:
-            from rich.progress import Progress
+    def _open_pipeline(self) -> None:
+        """Serve the pinned or newest version built from the configured pipeline; fit one
+        first when there is none."""
+        cfg = self.config
+        versions = self._matching_versions()
+        if cfg.model_version is not None:
+            self._activate(load_version(self.models_dir, cfg.model_version))
+            return
+        if versions:
+            self._activate(load_version(self.models_dir, versions[-1]))
+            return
+        log.info("no saved version of %s: fitting it on %d stored events", cfg.config, self._n_events)
+        self.train(activate=True)
 
-            bar = Progress(transient=True)
-            bar.start()
-            task = bar.add_task(f"replaying {total} events", total=total)
-        try:
-            for e in self.store.events(after_seq=0):
-                batch.append(e)
-                if len(batch) >= 10_000:
-                    self._apply(batch, push)
-                    if bar is not None:
-                        bar.advance(task, len(batch))
-                    batch = []
-            self._apply(batch, push)
-        finally:
-            if bar is not None:
-                bar.stop()
+    def _matching_versions(self) -> list[str]:
+        """Saved versions built from the configured pipeline config and overrides, oldest first."""
+        import json
+
+        out = []
+        want = (self.config.config, self.config.pipeline_overrides())
+        for v in list_versions(self.models_dir):
+            try:
+                meta = json.loads((self.models_dir / v / "meta.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if (meta.get("config"), meta.get("overrides", {})) == want:
+                out.append(v)
+        return out
 
     def close(self) -> None:
-        """Save the index if the catalog changed (and `save_index_on_close`), flush the ranking
-        log, close the stores."""
+        """Stop the scheduler, wait for background training, save the index if the catalog
+        changed (and `save_index_on_close`), flush the ranking log, close the store."""
         if self._closed:
             return
         self._closed = True
         self.ready = False
+        self._stop.set()
+        for job in [self._scheduler, *self._jobs]:
+            if job is not None:
+                job.join()
         self.catalog.keyword.wait()
         if self.config.save_index_on_close and self.catalog.dirty:
             with self._write, self._lock.read():
@@ -261,22 +277,20 @@ class Engine:
     def _release(self) -> None:
         if self._rankings is not None:
             self._rankings.close()
-        for name in ("user_state", "store"):
-            obj = getattr(self, name, None)
-            closer = getattr(obj, "close", None)
-            if closer is not None:
-                try:
-                    closer()
-                except Exception:  # pragma: no cover - best effort at shutdown
-                    log.exception("closing %s failed", name)
+        closer = getattr(getattr(self, "store", None), "close", None)
+        if closer is not None:
+            try:
+                closer()
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.exception("closing the store failed")
         if self._blas:
             _BLAS.release()
             self._blas = False
 
     # ==== writes ==============================================================================
     def ingest(self, events: Sequence[EventRecord]) -> list[int]:
-        """Commit the events to the store, then fold them into the online state; returns their
-        seqs. Events without a timestamp (0) get the current time. Invalid events raise
+        """Commit the events to the store, then fold them into the served pipeline; returns
+        their seqs. Events without a timestamp (0) get the current time. Invalid events raise
         ValueError naming `events[i].field` and nothing is committed."""
         now = time.time()
         checked = [_check_event(e, i, now) for i, e in enumerate(events)]
@@ -288,46 +302,27 @@ class Engine:
             if seqs and seqs[0] > self._applied_seq + 1:
                 # another process wrote to the store: take its events first, in order
                 done = [e for e in self.store.events(after_seq=self._applied_seq) if e.seq < seqs[0]] + done
-            self._apply(done, push=True)
+            self._apply(done)
         return seqs
 
     def sync(self) -> int:
         """Fold in events other processes committed to a shared store; returns how many."""
         with self._write:
             new = list(self.store.events(after_seq=self._applied_seq))
-            self._apply(new, push=True)
+            self._apply(new)
         return len(new)
 
-    def _event_weight(self, e: EventRecord) -> float:
-        if e.kind == "rating" and e.value < self.config.rating_threshold:
-            return 0.0
-        return float(self.config.kind_weights.get(e.kind, 0.0))
-
-    def _apply(self, events: Sequence[EventRecord], push: bool) -> None:
-        """Fold events into the user-state store and the in-memory state (writer lock held)."""
+    def _apply(self, events: Sequence[EventRecord]) -> None:
+        """Fold committed events into the served pipeline (writer mutex held)."""
         if not events:
             return
-        if push:
-            n = self.config.history_len
-            push_many = getattr(self.user_state, "push_many", None)
-            rows = [(e.user_id, e.item_id, e.kind, float(e.value), float(e.timestamp)) for e in events]
-            if push_many is not None:
-                push_many(rows, maxlen=n)
-            else:
-                for r in rows:
-                    self.user_state.push(*r, maxlen=n)
-        seen_kinds = set(self.config.seen_kinds)
+        live = self._live
         with self._lock.write():
-            for e in events:
-                slot = self.catalog.slot(e.item_id)
-                w = self._event_weight(e)
-                vec = self.catalog.vector(slot) if slot is not None else None
-                self.profiles.apply(e.user_id, slot, vec, weight=w, consumed=e.kind in seen_kinds)
-                if slot is not None:
-                    self.popularity.add(slot, w, e.timestamp)
-                self._n_events += 1
-                if e.seq is not None and e.seq > self._applied_seq:
-                    self._applied_seq = e.seq
+            if live is not None:
+                _fold_events(live, events, self.config.train_kinds, self.catalog)
+            self._n_events += len(events)
+            self._events_since_train += len(events)
+            self._applied_seq = max(self._applied_seq, max(e.seq or 0 for e in events))
 
     def upsert_items(self, items: Sequence[ItemRecord]) -> None:
         """Embed, commit and index items: searchable and recommendable when this returns."""
@@ -344,203 +339,264 @@ class Engine:
                                            else r.created_at or now) for r in checked]
             vecs = self.encoders.encode_items(texts)   # before the commit: a failure leaves no trace
             self.store.upsert_items(checked)
+            live = self._live
             with self._lock.write():
                 self.catalog.apply_upsert(PreparedItems(checked, texts, vecs))
+                if live is not None:
+                    live.pipeline.upsert_items([r.item_id for r in checked], [item_row(r) for r in checked])
 
     def delete_item(self, item_id: str) -> bool:
         """Delete from the store and everywhere in memory; True when the item existed."""
         _check_id(item_id, "item_id")
         with self._write:
             existed = bool(self.store.delete_item(item_id))
+            live = self._live
             with self._lock.write():
                 slot = self.catalog.apply_delete(item_id)
-                if slot is not None:
-                    self.popularity.remove_item(slot)
+                if live is not None and item_id in live.pipeline.dataset.items:
+                    live.pipeline.upsert_items([item_id], [{"available": False}])
         return existed or slot is not None
 
     def upsert_user(self, user: UserRecord) -> None:
         check_user(user)
         with self._write:
             self.store.upsert_user(user)
-            with self._lock.write():
-                self.profiles.touch(user.user_id)
 
     def get_item(self, item_id: str) -> ItemRecord | None:
         with self._lock.read():
             return self.catalog.get(item_id)
 
-    # ==== models ==============================================================================
-    def train_model(self, name: str = "ease", params: dict[str, Any] | None = None, *,
-                    activate: bool = False) -> str:
-        """Fit model `name` (`lmrec.component`) on the stored events of `train_kinds` and save
-        it as a new version under `<home>/models/`; returns the version (`activate` also loads
-        it). Runs without blocking requests; one training at a time."""
-        with self._train:
-            last_seq = self.store.last_seq()
-            ds = events_dataset(self.store.events(after_seq=0), self.config.train_kinds)
-            version = train_version(ds, self.models_dir, name, params, meta={"last_seq": last_seq})
-        if activate:
-            self.reload(version)
-        return version
+    # ==== training and versions =============================================================
+    def train(self, config: str | None = None, overrides: dict[str, Any] | None = None, *,
+              activate: bool = True, wait: bool = True) -> str | None:
+        """Fit a pipeline (`config` + `overrides`; default: the engine's own) on the stored
+        events and catalog, save it as a version and, with `activate`, serve it (after folding
+        in the events that arrived during the fit). With `wait=False` the fit runs in a
+        background thread and this returns None at once (see `training` for its progress).
+        Raises TrainingBusy when a training is running, ValueError for a bad config."""
+        from lmrec.pipeline.spec import load_spec
+
+        cfg = self.config
+        if config is None:
+            config, overrides = cfg.config, cfg.pipeline_overrides() if overrides is None else overrides
+        overrides = dict(overrides or {})
+        try:
+            load_spec(config, overrides)  # a bad config fails here, before any work
+        except (ValueError, FileNotFoundError) as e:
+            raise PipelineConfigError(str(e)) from None
+        if not self._train.acquire(blocking=False):
+            raise TrainingBusy(f"a training is already running: {self.training.get('stage', '')}")
+        if wait:
+            try:
+                return self._train_now(config, overrides, activate)
+            finally:
+                self._train.release()
+        job = threading.Thread(target=self._train_job, args=(config, overrides, activate), name="lmrec-train",
+                               daemon=True)
+        self._jobs = [j for j in self._jobs if j.is_alive()] + [job]
+        job.start()
+        return None
+
+    def _train_job(self, config: str, overrides: dict[str, Any], activate: bool) -> None:
+        try:
+            self._train_now(config, overrides, activate)
+        except Exception:  # noqa: BLE001 - reported in `training` and the log, the service keeps serving
+            log.exception("background training of %s failed", config)
+        finally:
+            self._train.release()
+
+    def _train_now(self, config: str, overrides: dict[str, Any], activate: bool) -> str:
+        started = time.time()
+        self.training = {"state": "running", "config": config, "started_at": started, "stage": "reading the store"}
+
+        def progress(message: str) -> None:
+            self.training = {**self.training, "stage": message, "elapsed_s": round(time.time() - started, 1)}
+            log.info("training %s: %s", config, message)
+
+        try:
+            cfg = self.config
+            dataset, last_seq = store_dataset(self.store, kinds=cfg.train_kinds, template=cfg.item_template,
+                                              has_timestamps=cfg.has_timestamps)
+            progress(f"fitting on {len(dataset.interactions)} events, {dataset.n_items} items, "
+                     f"{dataset.n_users} users")
+            self._events_since_train = 0
+            self._last_train = time.time()
+            version = train_version(self.models_dir, dataset, config=config, overrides=overrides, last_seq=last_seq,
+                                    progress=progress)
+            if activate:
+                progress(f"catching {version.name} up with the events since the fit")
+                self._activate(version)
+        except Exception as exc:
+            self.training = {**self.training, "state": "failed", "error": f"{type(exc).__name__}: {exc}",
+                             "finished_at": time.time()}
+            raise
+        self.training = {"state": "idle", "last_version": version.name, "last_config": config,
+                         "last_fit_s": version.meta.get("fit_s"), "finished_at": time.time(),
+                         "last_duration_s": round(time.time() - started, 1)}
+        log.info("trained %s as %s in %.1f s%s", config, version.name, time.time() - started,
+                 " (now serving it)" if activate else "")
+        return version.name
+
+    def _activate(self, version: Version) -> None:
+        """Bring a loaded or fitted version up to date with the catalog and the events after
+        its fit, then serve it. Writes wait while it catches up; reads go on."""
+        with self._write:
+            pipe = version.pipeline
+            _sync_items(pipe, self.catalog)
+            new = [e for e in self.store.events(after_seq=version.last_seq)]
+            _fold_events(version, new, self.config.train_kinds, self.catalog)
+            with self._lock.write():
+                self._live = version
+                self._applied_seq = max(self._applied_seq, self.store.last_seq())
 
     def reload(self, version: str | None = None) -> str:
-        """Swap to a saved model version (the latest when None). The new model is loaded fully
-        before one reference is replaced: requests in flight finish with the old one."""
-        model = load_version(self.models_dir, version)
-        _ = model.item_item  # prepared before the swap, so no request pays for it
-        self._model = model
-        return model.version
+        """Serve a saved version (the newest when None), caught up with the catalog and the
+        events since its fit. Requests in flight finish with the old one."""
+        v = load_version(self.models_dir, version)
+        self._activate(v)
+        return v.name
 
     def model_versions(self) -> list[str]:
         return list_versions(self.models_dir)
 
     @property
     def model_version(self) -> str:
-        m = self._model
-        return m.version if m is not None else BASE_VERSION
+        live = self._live
+        return live.name if live is not None else ""
+
+    @property
+    def pipeline(self) -> Any:
+        """The served `RecPipeline` (read-only use: the engine owns it)."""
+        live = self._live
+        return live.pipeline if live is not None else None
+
+    def _schedule(self) -> None:
+        """Retrain in the background every N events / T minutes (when events arrived)."""
+        cfg = self.config
+        while not self._stop.wait(1.0):
+            due = (cfg.retrain_every_events and self._events_since_train >= cfg.retrain_every_events) or \
+                (cfg.retrain_every_minutes and self._events_since_train > 0
+                 and time.time() - self._last_train >= 60.0 * cfg.retrain_every_minutes)
+            if not due or self._train.locked():
+                continue
+            try:
+                self.train(wait=False)
+            except TrainingBusy:
+                continue
+            except Exception:  # noqa: BLE001 - logged; the schedule goes on
+                log.exception("scheduled training could not start")
 
     # ==== reads ===============================================================================
     def recommend(self, user_id: str, k: int = 10, *, explain: bool = False) -> Ranking:
-        """Top-k items for a user; an unknown user gets the fallback (popular, then newest)."""
+        """The served pipeline's top-k for a user; an unknown user is a user without history
+        (the pipeline's fallback channels serve them)."""
         _check_id(user_id, "user_id")
         _check_k(k)
-        cfg = self.config
-        model = self._model
+        live = self._live
         t = StageTimer()
-        history = self.user_state.history(user_id, cfg.explain_history) if explain else []
+        timings: dict[str, float] = {}
         with self._lock.read():
-            profile = self.profiles.profile(user_id)
-            seen = self.profiles.seen(user_id)
-            live = self.catalog.live
-            depth = max(cfg.recall_depth, k)
-            channels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            if profile is not None and cfg.channel_weights.get("lm", 1.0) > 0 and len(self.catalog.index):
-                ids, scores = self.catalog.index.search(profile[None, :], depth, exclude=seen)
-                keep = ids[0] >= 0
-                channels["lm"] = (ids[0][keep], scores[0][keep])
-            t.lap("recall_lm")
-            if model is not None and cfg.channel_weights.get("cf", 1.0) > 0:
-                channels["cf"] = self._cf_candidates(model, user_id, seen, depth)
-            t.lap("recall_cf")
-            if (profile is None or self.profiles.n_events(user_id) < cfg.fallback_min_history) \
-                    and cfg.channel_weights.get("popular", 1.0) > 0:
-                channels["popular"] = self.popularity.top(depth, exclude=seen, allowed=live)
-            t.lap("recall_popular")
-            is_live = self.catalog.is_live
-            picked = rrf_merge(channels, cfg.channel_weights, k_rrf=cfg.rrf_k,
-                               keep=lambda s: s not in seen and is_live(s), limit=k)
-            t.lap("merge")
-            if len(picked) < k:
-                picked += self._fill(k - len(picked), seen | {f.slot for f in picked})
-            t.lap("filter")
-            items = [RankedItem(self.catalog.item_id(f.slot), round(f.score, 6), f.sources) for f in picked]
-            if explain:
-                for it, f in zip(items, picked):
-                    it.explanation = _explain.recommendation(self.catalog, f, history, profile)
-                t.lap("explain")
-        return self._ranking("recommend", user_id, items, model, t, {"k": k})
+            pipe = live.pipeline
+            ds = pipe.dataset
+            u = ds.users.get(user_id)
+            c = pipe.recommend(u if u >= 0 else ds.n_users, k, explain=explain, timings=timings)
+            ids = ds.items.ids
+            items = [RankedItem(ids[i], round(float(s), 6), tuple(src)) for i, s, src in
+                     zip(c.items.tolist(), c.scores.tolist(), c.sources or [()] * len(c))]
+            if explain and c.explanations is not None:
+                for it, e in zip(items, c.explanations):
+                    it.explanation = e
+        t.ms.update({k_: round(v, 3) for k_, v in timings.items()})
+        return self._ranking("recommend", user_id, items, live.name, t, {"k": k})
 
-    def _cf_candidates(self, model: CFModel, user_id: str, seen: set[int], depth: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        # consumed items are excluded by the model; ask a little deeper for items it knows that
-        # were deleted or made unavailable since it was trained
-        ids, scores = model.candidates(user_id, self.catalog.ids_of(seen), 2 * depth)
-        slots, kept = [], []
-        for item_id, s in zip(ids, scores.tolist()):
-            slot = self.catalog.slot(item_id)
-            if slot is not None and self.catalog.is_live(slot):
-                slots.append(slot)
-                kept.append(s)
-                if len(slots) == depth:
-                    break
-        return np.asarray(slots, dtype=np.int64), np.asarray(kept, dtype=np.float32)
+    def _profile(self, live: Version, user_id: str) -> np.ndarray | None:
+        """The user's language-model profile in the catalog's vector space (recency-weighted
+        mean of the vectors of their history's items), for search personalisation."""
+        from lmrec.recall.lm_user import history_vector
 
-    def _fill(self, n: int, exclude: set[int]) -> list[Fused]:
-        """Top-up when the channels ran dry: popular items, then the newest live items."""
-        slots, scores = self.popularity.top(n, exclude=exclude, allowed=self.catalog.live)
-        out = [Fused(int(s), 0.0, ("popular",), {"popular": float(p)}) for s, p in zip(slots, scores)]
-        if len(out) < n:
-            taken = exclude | {f.slot for f in out}
-            live = np.flatnonzero(self.catalog.live)[::-1]
-            for s in live.tolist():
-                if s not in taken:
-                    out.append(Fused(s, 0.0, ("newest",)))
-                    if len(out) == n:
-                        break
-        return out
+        ds = live.pipeline.dataset
+        u = ds.users.get(user_id)
+        if u < 0:
+            return None
+        items = live.pipeline.history.items(u)[-200:]
+        slots = [s for s in (self.catalog.slot(ds.items.ids[i]) for i in items.tolist()) if s is not None]
+        if not slots:
+            return None
+        return history_vector(self.catalog.vectors(slots), np.arange(len(slots)), half_life=self.config.half_life)
 
     def search(self, query: str, k: int = 10, *, user_id: str | None = None, explain: bool = False) -> Ranking:
         """Hybrid BM25 + dense search over the live catalog, optionally personalised."""
+        from lmrec.recall.hybrid import rrf_scores
+
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         _check_k(k)
         if user_id is not None:
             _check_id(user_id, "user_id")
         cfg = self.config
-        model = self._model
+        live = self._live
         t = StageTimer()
         qvec = self.encoders.encode_query(query)
         t.lap("encode")
         with self._lock.read():
             depth = max(cfg.search_depth, k)
-            channels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             if len(self.catalog.index) and float(np.abs(qvec).sum()) > 0:
                 ids, scores = self.catalog.index.search(qvec[None, :], depth)
                 keep = ids[0] >= 0
-                channels["dense"] = (ids[0][keep], scores[0][keep])
+                lists["dense"] = (ids[0][keep], scores[0][keep])
             t.lap("recall_dense")
             bm = self.catalog.keyword.search(query, depth)
-            channels["bm25"] = (bm.items, bm.scores)
+            lists["bm25"] = (bm.items, bm.scores)
             t.lap("recall_bm25")
-            profile = self.profiles.profile(user_id) if user_id is not None and cfg.personal_weight > 0 else None
-            # personalisation re-sorts the whole union; otherwise only the top k are needed
-            fused = rrf_merge(channels, {}, k_rrf=cfg.rrf_k, keep=self.catalog.is_live,
-                              limit=None if profile is not None else k)
+            hits = _fuse(lists, cfg.rrf_k, rrf_scores, self.catalog.is_live)
             t.lap("merge")
-            personal: dict[int, float] = {}
-            if profile is not None and fused:
-                sims = self.catalog.vectors([f.slot for f in fused]) @ profile
-                for f, s in zip(fused, sims.tolist()):
-                    personal[f.slot] = s
-                    f.score += cfg.personal_weight * s / (cfg.rrf_k + 1.0)
-                fused.sort(key=lambda f: (-f.score, f.slot))
+            profile = self._profile(live, user_id) if user_id is not None and cfg.personal_weight > 0 else None
+            if profile is not None and hits:
+                sims = self.catalog.vectors([h["slot"] for h in hits]) @ profile
+                for h, sim in zip(hits, sims.tolist()):
+                    h["profile_cosine"] = sim
+                    h["score"] += cfg.personal_weight * sim / (cfg.rrf_k + 1.0)
+                hits.sort(key=lambda h: (-h["score"], h["slot"]))
                 t.lap("personalise")
-            picked = fused[:k]
-            items = [RankedItem(self.catalog.item_id(f.slot), round(f.score, 6), f.sources) for f in picked]
+            hits = hits[:k]
+            items = [RankedItem(self.catalog.item_id(h["slot"]), round(h["score"], 6), h["sources"]) for h in hits]
             if explain:
-                for it, f in zip(items, picked):
-                    it.explanation = _explain.search_hit(self.catalog, f, query, personal.get(f.slot))
+                for it, h in zip(items, hits):
+                    it.explanation = _explain.search_hit(self.catalog, h, query)
                 t.lap("explain")
-        return self._ranking("search", user_id, items, model, t, {"k": k, "query_sha": _explain.digest(query)})
+        return self._ranking("search", user_id, items, live.name if live else "", t,
+                             {"k": k, "query_sha": _explain.digest(query)})
 
     def similar(self, item_id: str, k: int = 10, *, explain: bool = False) -> Ranking:
         """Items nearest to `item_id` by text embedding; KeyError for an unknown item."""
         _check_id(item_id, "item_id")
         _check_k(k)
-        model = self._model
+        live = self._live
         t = StageTimer()
         with self._lock.read():
             slot = self.catalog.slot(item_id)
             if slot is None:
                 raise KeyError(f"unknown item {item_id!r}")
             vec = self.catalog.vector(slot)
-            hits: list[Fused] = []
+            hits: list[dict[str, Any]] = []
             if len(self.catalog.index):
                 ids, scores = self.catalog.index.search(vec[None, :], k, exclude=[slot])
-                found = [(s, c) for s, c in zip(ids[0].tolist(), scores[0].tolist()) if s >= 0 and s != slot]
-                hits = [Fused(s, c, ("similar",), {"similar": c}, {"similar": r}) for r, (s, c) in enumerate(found, 1)]
+                hits = [{"slot": s, "score": c, "sources": ("similar",), "channel_scores": {"similar": c},
+                         "channel_ranks": {"similar": r}}
+                        for r, (s, c) in enumerate(((s, c) for s, c in zip(ids[0].tolist(), scores[0].tolist())
+                                                    if s >= 0 and s != slot), 1)]
             t.lap("recall_similar")
-            items = [RankedItem(self.catalog.item_id(f.slot), round(f.score, 6), f.sources) for f in hits]
+            items = [RankedItem(self.catalog.item_id(h["slot"]), round(h["score"], 6), h["sources"]) for h in hits]
             if explain:
                 src = self.catalog.record(slot)
-                for it, f in zip(items, hits):
-                    it.explanation = _explain.similar_hit(self.catalog, f, src)
+                for it, h in zip(items, hits):
+                    it.explanation = _explain.similar_hit(self.catalog, h, src)
                 t.lap("explain")
-        return self._ranking("similar", None, items, model, t, {"k": k, "item_id": item_id})
+        return self._ranking("similar", None, items, live.name if live else "", t, {"k": k, "item_id": item_id})
 
-    def _ranking(self, endpoint: str, user_id: str | None, items: list[RankedItem], model: CFModel | None,
+    def _ranking(self, endpoint: str, user_id: str | None, items: list[RankedItem], version: str,
                  t: StageTimer, context: dict[str, Any]) -> Ranking:
-        version = model.version if model is not None else BASE_VERSION
         ranking = Ranking(uuid.uuid4().hex, items, version, {})
         if self._rankings is not None:
             self._rankings.put(RankingRecord(ranking.ranking_id, user_id, endpoint, tuple(i.item_id for i in items),
@@ -554,14 +610,102 @@ class Engine:
         return self._rankings.flush(timeout) if self._rankings is not None else True
 
     def stats(self) -> dict[str, Any]:
+        live = self._live
         with self._lock.read():
+            pipe = live.pipeline if live is not None else None
             return {"n_items": len(self.catalog), "n_available": self.catalog.n_live,
-                    "n_users": len(self.profiles), "n_events": self._n_events,
+                    "n_users": pipe.dataset.n_users if pipe is not None else 0, "n_events": self._n_events,
                     "index_size": len(self.catalog.index), "model_version": self.model_version,
+                    "pipeline": {"config": live.meta.get("config") if live else None,
+                                 "channels": list(pipe.recall.channels) if pipe is not None else [],
+                                 "ranker": pipe.spec.rank.ranker if pipe is not None else None,
+                                 "fitted_events": live.meta.get("n_events") if live else None,
+                                 "fit_s": live.meta.get("fit_s") if live else None},
+                    "training": dict(self.training), "events_since_train": self._events_since_train,
                     "encoder": self.encoders.name, "query_encoder": self.encoders.queries.name,
                     "index": self.config.index, "index_source": self.index_source,
                     "bm25_delta": self.catalog.keyword.delta_size,
                     "applied_seq": self._applied_seq, "ready": self.ready}
+
+
+# ==== folding records into a pipeline ==============================================================
+def _fold_events(version: Version, records: Sequence[EventRecord], kinds: Sequence[str], catalog: Catalog) -> None:
+    """Map event records to the pipeline's indices and `update` it. An item the pipeline does
+    not know yet joins its catalog (from the live catalog when it is there, else as an
+    unavailable item without text) so the event is kept; new users get the next index."""
+    pipe = version.pipeline
+    ds = pipe.dataset
+    keep = set(kinds)
+    records = [r for r in records if r.kind in keep]
+    if not records:
+        return
+    unknown = list(dict.fromkeys(r.item_id for r in records if r.item_id not in ds.items))
+    if unknown:
+        rows = [item_row(rec) if (rec := catalog.get(i)) is not None else {"available": False} for i in unknown]
+        pipe.upsert_items(unknown, rows)
+    events = [Event(ds.users.add(r.user_id), ds.items.index(r.item_id), int(np.floor(r.timestamp)),
+                    EventKind.parse(r.kind), float(r.value)) for r in records]
+    pipe.update(events)
+
+
+def _sync_items(pipe: Any, catalog: Catalog) -> None:
+    """Make the pipeline's catalog match the live one: items added or changed since its fit
+    are upserted, items deleted since are made unavailable."""
+    ds = pipe.dataset
+    table = ds.item_table
+    changed, rows = [], []
+    for rec in catalog.records():
+        row = item_row(rec)
+        i = ds.items.get(rec.item_id)
+        if i < 0 or table is None or _row_differs(table, i, row):
+            changed.append(rec.item_id)
+            rows.append(row)
+    if table is not None:
+        live = {r.item_id for r in catalog.records()}
+        for i, item_id in enumerate(ds.items.ids):
+            if item_id not in live and bool(table.available[i]):
+                changed.append(item_id)
+                rows.append({"available": False})
+    if changed:
+        pipe.upsert_items(changed, rows)
+
+
+def _row_differs(table: Any, i: int, row: dict[str, Any]) -> bool:
+    if i >= len(table.title):
+        return True
+    return (table.title[i] != row["title"] or list(table.categories[i]) != row["categories"]
+            or table.text.get("description", [""] * len(table.title))[i] != row["text"]["description"]
+            or bool(table.available[i]) != row["available"]
+            or any(table.attributes.get(k, [None] * len(table.title))[i] != v for k, v in row["attributes"].items()))
+
+
+def _fuse(lists: dict[str, tuple[np.ndarray, np.ndarray]], k_rrf: float, rrf: Any, keep: Any) -> list[dict[str, Any]]:
+    """Search channels fused by reciprocal rank fusion (`lmrec.recall.hybrid.rrf_scores`),
+    each hit with its sources and every channel's raw score and rank; best first, ties by slot."""
+    names = list(lists)
+    union = np.unique(np.concatenate([np.asarray(v[0], np.int64) for v in lists.values()])) if lists else \
+        np.zeros(0, np.int64)
+    if not len(union):
+        return []
+    ranks = np.zeros((len(union), len(names)))
+    raw = np.full((len(union), len(names)), np.nan)
+    for c, name in enumerate(names):
+        slots, scores = np.asarray(lists[name][0], np.int64), np.asarray(lists[name][1], np.float64)
+        uniq, first = np.unique(slots, return_index=True)
+        pos = np.searchsorted(union, uniq)
+        ranks[pos, c] = first + 1
+        raw[pos, c] = scores[first]
+    fused = rrf(ranks, k_rrf)
+    out = []
+    for j in np.lexsort((union, -fused)).tolist():
+        s = int(union[j])
+        if not keep(s):
+            continue
+        on = [c for c in range(len(names)) if ranks[j, c] > 0]
+        out.append({"slot": s, "score": float(fused[j]), "sources": tuple(names[c] for c in on),
+                    "channel_scores": {names[c]: float(raw[j, c]) for c in on},
+                    "channel_ranks": {names[c]: int(ranks[j, c]) for c in on}})
+    return out
 
 
 # ==== validation =================================================================================

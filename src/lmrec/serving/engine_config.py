@@ -10,20 +10,19 @@ Example:
 
 from __future__ import annotations
 
-import math
 import string
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lmrec.stores.records import EVENT_KINDS
 from lmrec.text.templates import TEMPLATES
 
-__all__ = ["CHANNELS", "EngineConfig"]
+__all__ = ["EngineConfig", "DEFAULT_PIPELINE"]
 
-#: recommend channels that `channel_weights` may name
-CHANNELS = ("lm", "cf", "popular")
+#: the pipeline a service runs when its settings name none (`lmrec/configs/serve-default.toml`)
+DEFAULT_PIPELINE = "serve-default.toml"
 
 
 class EngineConfig(BaseModel):
@@ -33,8 +32,23 @@ class EngineConfig(BaseModel):
 
     home: Path = Field(description="folder for index/, models/, embeddings/ and the default SQLite db")
     store_url: str | None = Field(None, description="record store URL; default sqlite:///<home>/lmrec.db")
-    user_state_url: str | None = Field(None, description="None = in-process memory; redis://... shares it")
-    encoder: str = Field("minilm", description="lmrec.text.registry name embedding the items")
+    config: str = Field(DEFAULT_PIPELINE, description="the pipeline config (TOML) the service trains and serves: a "
+                                                      "file, or the name of a shipped config (lmrec/configs)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="merged into `config` (as `extends` "
+                                                                        "merges files)")
+    pipeline_encoder: bool = Field(True, description="give the shipped default pipeline the service's `encoder` "
+                                                     "(its LM channel then reads the catalog's own embeddings)")
+    model_version: str | None = Field(None, description="serve this saved version; None = the newest one built "
+                                                        "from `config` (trained at open when there is none)")
+    train_kinds: tuple[str, ...] = Field(("view", "click", "cart", "purchase", "rating"),
+                                         description="event kinds the pipeline learns from and treats as consumed; "
+                                                     "other kinds are stored only")
+    has_timestamps: bool = Field(True, description="event timestamps are times (False: positions in a sequence)")
+    retrain_every_events: int = Field(0, ge=0, description="retrain in the background after this many new events "
+                                                           "(0: never)")
+    retrain_every_minutes: float = Field(0.0, ge=0, description="retrain in the background this often when events "
+                                                                "arrived (0: never)")
+    encoder: str = Field("minilm", description="lmrec.text.registry name embedding the catalog (search, similar)")
     query_encoder: str | None = Field(
         None, description="another encoder (same dim) for queries only; for latency benchmarks over a catalog "
                           "embedded by a cheap encoder. None = `encoder`")
@@ -44,66 +58,41 @@ class EngineConfig(BaseModel):
     hnsw_ef_construction: int = Field(64, ge=8)
     hnsw_ef_search: int = Field(128, ge=8)
     index_build_threads: int | None = Field(None, ge=1, description="threads for a full index build (None: all)")
-    half_life: float = Field(20.0, gt=0, description="recency weighting of the user profile, in events")
-    history_len: int = Field(200, ge=1, description="recent events kept per user in the user-state store")
-    item_template: str = Field(TEMPLATES["generic"], description="lmrec.text.templates format string of item text")
-    kind_weights: dict[str, float] = Field(
-        default_factory=lambda: {"view": 1.0, "click": 2.0, "cart": 3.0, "purchase": 4.0, "rating": 2.0,
-                                 "impression": 0.0},
-        description="weight of an event in the profile and popularity, by kind (0: ignored there)")
-    rating_threshold: float = Field(3.0, description="ratings below this add nothing to profile or popularity")
-    seen_kinds: tuple[str, ...] = Field(("view", "click", "cart", "purchase", "rating"),
-                                        description="event kinds after which an item is not recommended again")
-    train_kinds: tuple[str, ...] = Field(("view", "click", "cart", "purchase", "rating"),
-                                         description="event kinds a CF model is trained on")
-    popularity_half_life_s: float = Field(7 * 86400.0, gt=0)
-    fallback_min_history: int = Field(3, ge=0, description="profiles with fewer events also get popular items")
-    channel_weights: dict[str, float] = Field(default_factory=lambda: {"lm": 1.0, "cf": 1.0, "popular": 0.5})
-    rrf_k: float = Field(60.0, gt=0)
-    recall_depth: int = Field(100, ge=1, description="candidates asked from each recommend channel")
+    item_template: str = Field(TEMPLATES["generic"], description="lmrec.text.templates format string of item text "
+                                                                  "({description} is the item's text)")
     search_depth: int = Field(100, ge=1, description="candidates asked from BM25 and dense search")
+    rrf_k: float = Field(60.0, gt=0, description="reciprocal rank fusion constant of search")
     personal_weight: float = Field(0.3, ge=0, description="search personalisation, in first-place RRF votes")
-    explain_history: int = Field(20, ge=1, description="recent events an explanation looks at")
+    half_life: float = Field(20.0, gt=0, description="recency weighting of the search profile, in events")
     embedding_cache: Path | None = Field(None, description="default <home>/embeddings")
-    model_version: str | None = Field(None, description="version loaded at open; None = the latest saved")
-    load_model: bool = True
     save_index_on_close: bool = True
     bm25_rebuild_fraction: float = Field(0.05, gt=0)
     bm25_rebuild_min: int = Field(256, ge=1)
     log_rankings: bool = True
-    rebuild_user_state: bool | None = Field(
-        None, description="replay events into the user-state store at open; None = only for in-memory state")
     blas_threads: int | None = Field(1, ge=1, description="BLAS threads while the engine is open (None: leave)")
     progress: bool = Field(False, description="rich progress bars while opening")
     gc_freeze: bool = Field(True, description="move what open() loaded out of the cyclic GC's reach (gc.freeze): "
                                               "no full-collection pauses over the catalog while serving")
 
-    @field_validator("seen_kinds", "train_kinds")
+    @field_validator("train_kinds")
     @classmethod
     def _known_kinds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         bad = [k for k in v if k not in EVENT_KINDS]
         if bad:
             raise ValueError(f"unknown event kind(s) {bad}; expected some of {EVENT_KINDS}")
+        if not v:
+            raise ValueError("name at least one event kind to learn from")
         return v
 
-    @field_validator("kind_weights")
+    @field_validator("config")
     @classmethod
-    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k in v if k not in EVENT_KINDS]
-        if bad:
-            raise ValueError(f"unknown event kind(s) {bad}; expected some of {EVENT_KINDS}")
-        if any(not math.isfinite(w) or w < 0 for w in v.values()):
-            raise ValueError("kind weights must be finite and >= 0")
-        return v
+    def _config_exists(cls, v: str) -> str:
+        from lmrec.pipeline.spec import resolve_config_path
 
-    @field_validator("channel_weights")
-    @classmethod
-    def _channels(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k in v if k not in CHANNELS]
-        if bad:
-            raise ValueError(f"unknown channel(s) {bad}; channels are {CHANNELS}")
-        if any(not math.isfinite(w) or w < 0 for w in v.values()):
-            raise ValueError("channel weights must be finite and >= 0")
+        try:
+            resolve_config_path(v)
+        except FileNotFoundError as e:
+            raise ValueError(str(e)) from None
         return v
 
     @field_validator("item_template")
@@ -128,6 +117,15 @@ class EngineConfig(BaseModel):
     def _defaults(self) -> EngineConfig:
         self.home = Path(self.home).expanduser()
         return self
+
+    def pipeline_overrides(self) -> dict[str, Any]:
+        """`overrides`, plus the service's encoder for the shipped default pipeline."""
+        from lmrec.pipeline.spec import resolve_config_path
+
+        out = dict(self.overrides)
+        if self.pipeline_encoder and resolve_config_path(self.config).name == DEFAULT_PIPELINE:
+            out.setdefault("encoder", self.encoder)
+        return out
 
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'lmrec.db'}"

@@ -244,9 +244,14 @@ class ReloadIn(_Strict):
 
 
 class TrainIn(_Strict):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "ease"
-    params: dict[str, JsonValue] | None = None
-    activate: bool = Field(True, description="serve the new version at once (hot reload)")
+    config: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
+        None, description="a pipeline config (a TOML file on the server, or the name of a shipped config such "
+                          "as 'ml-100k' or 'serve-default'); the service's own when omitted")
+    overrides: dict[str, JsonValue] | None = Field(None, description="merged into the config (channels and "
+                                                                     "stages by name)")
+    activate: bool = Field(True, description="serve the new version once it is fitted (hot swap)")
+    wait: bool = Field(True, description="answer when the fit is done (false: 202 at once; progress in "
+                                         "GET /admin/stats)")
 
 
 class ModelVersionOut(BaseModel):
@@ -254,8 +259,9 @@ class ModelVersionOut(BaseModel):
 
 
 class TrainOut(BaseModel):
-    model_version: str = Field(description="the version trained")
+    model_version: str | None = Field(description="the version trained (None while it trains in the background)")
     active: bool = Field(description="whether it is now being served")
+    state: Literal["done", "started"] = "done"
 
 
 class HealthOut(BaseModel):

@@ -19,7 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-EVENT_KINDS = ("view", "click", "cart", "purchase", "rating", "impression")
+from lmrec.types import EventKind  # noqa: E402  (one definition of the event kinds)
+
+EVENT_KINDS = EventKind.names()
 SCOPES = ("read", "write", "admin")
 
 

@@ -29,6 +29,7 @@ from lmrec.data.dataset import Dataset, Interactions
 from lmrec.data.splits import random_holdout
 from lmrec.recall.base import Recommender
 from lmrec.testing.toy import toy_dataset
+from lmrec.types import Candidates
 
 
 class ConformanceData:
@@ -167,6 +168,48 @@ class RecommenderConformance:
         model = self.make_model()
         with pytest.raises(ValidationError, match="no_such_param"):
             type(model)(**{**model.params, "no_such_param": 1})
+
+    def test_channel_scores_equal_score(self, fitted: Recommender, data: ConformanceData) -> None:
+        """As a pipeline channel, given each user's training history, the model lists what
+        `score` ranks first (seen items excluded), scores pooled items as `score` does and
+        gives the catalog mean / std of `score`."""
+        from lmrec.rank.history import UserHistory
+        from lmrec.types import HistoryBatch
+
+        users = np.arange(0, data.dataset.n_users - 1, 9)
+        batch = HistoryBatch.of(users, UserHistory().fit(data.train, data.dataset.n_users))
+        runs = fitted.runs_for(batch)
+        assert runs.dtype == bool and runs.shape == (len(users),)
+        rows = np.flatnonzero(runs)
+        assert len(rows) >= len(users) // 2, "the model runs for too few users with history"
+        scores = fitted.user_scores(batch.rows(rows))
+        full = fitted.score(users[rows])
+        for j, r in enumerate(rows):
+            np.testing.assert_allclose(scores.at(j, np.arange(fitted.n_items)), full[j], rtol=1e-4, atol=1e-5)
+            mean, std = scores.moments(j)
+            assert mean == pytest.approx(float(full[j].mean()), rel=1e-3, abs=1e-5)
+            assert std == pytest.approx(float(full[j].std()), rel=1e-3, abs=1e-5)
+            seen = batch.distinct(int(r))
+            items, got = scores.top(j, self.k, seen)
+            want = Candidates.from_scores(full[j], self.k, exclude=seen)
+            np.testing.assert_allclose(got, want.scores, rtol=1e-4, atol=1e-5)  # the same k scores
+            assert not set(items.tolist()) & set(seen.tolist())
+
+    def test_channel_folds_in_new_events(self, fitted: Recommender, data: ConformanceData) -> None:
+        """A history-based model's list follows the history it is given (no refit)."""
+        if not type(fitted).history_based:
+            pytest.skip("the model reads fit-time user state")
+        from lmrec.types import HistoryBatch
+
+        genre = np.array([c[0] for c in data.dataset.item_table.categories])
+        target = genre[0]
+        items = np.flatnonzero(genre == target)[:6]
+        batch = HistoryBatch([data.dataset.n_users + 5], [items], [np.arange(len(items))],
+                             [np.ones(len(items), np.float32)])  # a user the model never saw
+        assert fitted.runs_for(batch).all()
+        top, _ = fitted.user_scores(batch).top(0, self.k, items)
+        if self.personalized:
+            assert np.mean(genre[top] == target) > np.mean(genre == target)
 
     def test_beats_random(self, fitted: Recommender, data: ConformanceData) -> None:
         recall, expected = _recall_vs_random(fitted, data, self.k)

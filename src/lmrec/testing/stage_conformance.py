@@ -337,6 +337,6 @@ class PipelineConformance:
         c = fitted.recommend(0, k=5, explain=True)
         assert c.explanations is not None and len(c.explanations) == len(c)
         for e, item, src in zip(c.explanations, c.items, c.sources):
-            assert e["item"] == split.dataset.items.ids[int(item)]
+            assert e["item_id"] == split.dataset.items.ids[int(item)]
             assert e["channels"] == list(src) and e["channels"]
             assert "because" in e and "shared_categories" in e

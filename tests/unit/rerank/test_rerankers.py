@@ -151,9 +151,9 @@ def test_explanations_by_hand() -> None:
     c = Candidates(np.array([1, 4, 5]), np.array([0.9, 0.5, 0.1]), [("ease",), ("ease", "lm"), ("popular",)],
                    {"ease": np.array([2.0, 1.0, np.nan])})
     ex = Explainer(ctx).explain(Query(user=0, text="Item 4 please"), c)
-    assert [e["item"] for e in ex] == ["i1", "i4", "i5"] and [e["rank"] for e in ex] == [1, 2, 3]
-    assert ex[0]["because"]["item"] == "i0"  # item 1 is closest to history item 0
-    assert ex[1]["because"]["item"] == "i3"
+    assert [e["item_id"] for e in ex] == ["i1", "i4", "i5"] and [e["rank"] for e in ex] == [1, 2, 3]
+    assert ex[0]["because"]["item_id"] == "i0"  # item 1 is closest to history item 0
+    assert ex[1]["because"]["item_id"] == "i3"
     assert ex[0]["shared_categories"] == ["a"] and ex[2]["shared_categories"] == []
     assert ex[0]["shared_attributes"] == {"brand": "x"} and ex[1]["shared_attributes"] == {}
     assert ex[1]["channels"] == ["ease", "lm"]

@@ -83,6 +83,32 @@ def toy_items(n_items: int = 48) -> list[ItemRecord]:
                        text=f"A {table.categories[i][0]} film.") for i in range(n_items)]
 
 
+EASE_TOML = """encoder = "fake"
+[[channels]]
+name = "ease"
+model = "ease"
+params = { lam = 10.0 }
+[[channels]]
+name = "popular"
+model = "popular"
+min_history = 0
+quota = 20
+[fallback]
+chain = ["popular"]
+[rank]
+ranker = "none"
+features = [{ name = "channels" }]
+"""
+
+
+def ease_config(folder: Path) -> str:
+    """A small pipeline config file (EASE + popularity, no learned ranker) for training tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ease-only.toml"
+    path.write_text(EASE_TOML)
+    return str(path)
+
+
 def engine_config(home: Path, store_url: str, **kw: Any) -> EngineConfig:
     return EngineConfig(home=home, store_url=store_url, encoder="fake", index="flat", **kw)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_api_helpers import Api, api, engine_config, metric_value, running_api, store_url, views  # noqa: F401
+from test_api_helpers import (Api, api, ease_config, engine_config, metric_value, running_api,  # noqa: F401
+                              store_url, views)
 
 from lmrec.serving.app import create_app
 from lmrec.serving.config import ServiceConfig
@@ -35,7 +36,7 @@ def test_metrics_after_requests(api: Api) -> None:
     assert metric_value(text, "lmrec_events_ingested_total", kind="view") == 3
     assert metric_value(text, "lmrec_catalog_size") == 48 and metric_value(text, "lmrec_index_size") == 48
     assert metric_value(text, "lmrec_ready") == 1
-    assert metric_value(text, "lmrec_model_info", version="lm-only") == 1
+    assert metric_value(text, "lmrec_model_info", version=api.engine.model_version) == 1
     assert "u1" not in text                                                   # route templates, never raw paths
 
 
@@ -83,12 +84,13 @@ def test_engine_that_fails_to_open(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "disk on fire" in caplog.text          # the operator sees why
 
 
-def test_reload_does_not_drop_concurrent_requests(api: Api) -> None:
+def test_reload_does_not_drop_concurrent_requests(api: Api, tmp_path: Path) -> None:
     events = [e for u in range(10) for e in views(f"r{u}", [str(i) for i in range(1 + u, 8 + u)])]
     api.client.post("/events", json=events, headers=api.write)
-    v1 = api.client.post("/admin/train", json={"name": "ease", "params": {"lam": 5.0}},
+    cfg = ease_config(tmp_path / "cfg")
+    v1 = api.client.post("/admin/train", json={"config": cfg}, headers=api.admin).json()["model_version"]
+    v2 = api.client.post("/admin/train", json={"config": "serve-default", "overrides": {"encoder": "fake"}},
                          headers=api.admin).json()["model_version"]
-    v2 = api.client.post("/admin/train", json={"name": "popular"}, headers=api.admin).json()["model_version"]
     stop = threading.Event()
     statuses: Counter[int] = Counter()
     versions: Counter[str] = Counter()

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-from test_api_helpers import Api, api, genre_ids, item_ids, store_url, toy_items, views  # noqa: F401
+from pathlib import Path
 
-from lmrec.serving.engine import BASE_VERSION
+from test_api_helpers import (Api, api, ease_config, genre_ids, item_ids, store_url, toy_items,  # noqa: F401
+                              views)
 
 
 def test_probes(api: Api) -> None:
     assert api.client.get("/health").json() == {"status": "ok"}
     r = api.client.get("/ready")
-    assert r.status_code == 200 and r.json()["ready"] is True and r.json()["model_version"] == BASE_VERSION
+    assert r.status_code == 200 and r.json()["ready"] is True
+    assert r.json()["model_version"] == api.engine.model_version and r.json()["model_version"].endswith("serve-default")
     assert "/recommend/{user_id}" in api.client.get("/openapi.json").json()["paths"]
     assert api.client.get("/docs").status_code == 200
 
@@ -23,7 +25,7 @@ def test_recommend_returns_a_logged_ranking(api: Api) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert len(body["items"]) == 5 and len(set(item_ids(body))) == 5
-    assert body["model_version"] == BASE_VERSION and body["ranking_id"]
+    assert body["model_version"] == api.engine.model_version and body["ranking_id"]
     assert all(isinstance(i["score"], float) and i["sources"] for i in body["items"])
     assert "total" in body["timings_ms"]
     api.engine.flush_rankings()
@@ -123,18 +125,20 @@ def test_similar(api: Api) -> None:
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 
-def test_train_reload_and_stats(api: Api) -> None:
+def test_train_reload_and_stats(api: Api, tmp_path: Path) -> None:
     events = []
     for u in range(12):
         events += views(f"t{u}", genre_ids(["drama", "scifi"][u % 2])[:5])
     assert api.client.post("/events", json=events, headers=api.write).json()["accepted"] == len(events)
-    trained = api.client.post("/admin/train", json={"name": "ease", "params": {"lam": 10.0}}, headers=api.admin)
+    cfg = ease_config(tmp_path / "cfg")
+    trained = api.client.post("/admin/train", json={"config": cfg}, headers=api.admin)
     assert trained.status_code == 200, trained.text
     v1 = trained.json()["model_version"]
-    assert trained.json()["active"] is True
-    assert api.client.get("/recommend/t0", headers=api.read).json()["model_version"] == v1
-    v2 = api.client.post("/admin/train", json={"name": "popular", "activate": False},
-                         headers=api.admin).json()["model_version"]
+    assert trained.json()["active"] is True and trained.json()["state"] == "done"
+    body = api.client.get("/recommend/t0", params={"explain": "true"}, headers=api.read).json()
+    assert body["model_version"] == v1 and all("ease" in i["sources"] for i in body["items"])
+    v2 = api.client.post("/admin/train", json={"config": cfg, "overrides": {"channels": [
+        {"name": "ease", "params": {"lam": 2.0}}]}, "activate": False}, headers=api.admin).json()["model_version"]
     assert api.client.get("/recommend/t0", headers=api.read).json()["model_version"] == v1
     assert api.client.post("/admin/reload", json={}, headers=api.admin).json() == {"model_version": v2}
     assert api.client.post("/admin/reload", json={"version": v1}, headers=api.admin).json() == {"model_version": v1}
@@ -143,21 +147,39 @@ def test_train_reload_and_stats(api: Api) -> None:
     assert missing.status_code == 404
     stats = api.client.get("/admin/stats", headers=api.admin).json()
     assert stats["n_items"] == 48 and stats["n_events"] == len(events) and stats["model_version"] == v1
+    assert stats["pipeline"]["channels"] == ["ease", "popular"] and stats["training"]["state"] == "idle"
+
+
+def test_background_training_answers_202(api: Api, tmp_path: Path) -> None:
+    import time
+
+    api.client.post("/events", json=views("bg", genre_ids("drama")[:5]), headers=api.write)
+    old = api.engine.model_version
+    r = api.client.post("/admin/train", json={"config": ease_config(tmp_path / "cfg"), "wait": False},
+                        headers=api.admin)
+    assert r.status_code == 202 and r.json() == {"model_version": None, "active": False, "state": "started"}
+    deadline = time.monotonic() + 30
+    while api.client.get("/admin/stats", headers=api.admin).json()["model_version"] == old:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.client.get("/recommend/bg", headers=api.read).status_code == 200
 
 
 def test_train_errors_name_the_field(api: Api) -> None:
-    empty = api.client.post("/admin/train", json={"name": "ease"}, headers=api.admin)
-    assert empty.status_code == 409 and "no events" in empty.json()["detail"]
-    api.client.post("/events", json=views("x", ["1", "2"]), headers=api.write)
-    unknown = api.client.post("/admin/train", json={"name": "nosuchmodel"}, headers=api.admin)
-    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "name"]
-    bad = api.client.post("/admin/train", json={"name": "ease", "params": {"lam": "big"}}, headers=api.admin)
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "params"]
+    empty = api.client.post("/admin/train", json={"config": "default", "overrides": {"encoder": "fake"}},
+                            headers=api.admin)
+    assert empty.status_code == 409 and "rank.window" in empty.json()["detail"]
+    unknown = api.client.post("/admin/train", json={"config": "nosuchconfig"}, headers=api.admin)
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "config"]
+    bad = api.client.post("/admin/train", json={"config": "serve-default", "overrides": {"channels": [
+        {"name": "lm", "params": {"half_life": "long"}}]}}, headers=api.admin)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "overrides"]
+    assert "half_life" in bad.json()["detail"][0]["msg"]
 
 
-def test_reload_before_any_training_is_404(api: Api) -> None:
+def test_reload_serves_the_newest_version(api: Api) -> None:
     r = api.client.post("/admin/reload", headers=api.admin)
-    assert r.status_code == 404 and "no saved model version" in r.json()["detail"]
+    assert r.status_code == 200 and r.json() == {"model_version": api.engine.model_versions()[-1]}
 
 
 def test_toy_catalog_is_what_the_tests_assume() -> None:

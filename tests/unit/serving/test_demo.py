@@ -66,7 +66,7 @@ def test_seed_demo_into_an_engine_and_a_store(tmp_path: Path) -> None:
         assert stats["n_items"] == summary["items"] == len(demo_catalog())
         assert stats["n_events"] == summary["events"] and stats["n_users"] == summary["users"] == 30
         recs = eng.recommend("demo-u0001", k=5)
-        assert len(recs.items) == 5 and all("lm" in i.sources for i in recs.items)
+        assert len(recs.items) == 5 and all({"lm", "transitions"} & set(i.sources) for i in recs.items)
     store = open_store("sqlite://")
     assert seed_demo(store, n_users=30, seed=1, end=END) == summary
     assert store.count_events() == summary["events"] and store.count_items() == summary["items"]
