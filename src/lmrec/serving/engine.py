@@ -334,7 +334,7 @@ class Engine:
         checked = list(last.values())
         texts = item_texts(checked, self.config.item_template)
         with self._write:
-            # an update keeps the item's creation time (as the store does)
+            # an item keeps the creation time it was first stored with (as the store does)
             checked = [dataclasses.replace(r, created_at=prev.created_at if (prev := self.catalog.get(r.item_id))
                                            else r.created_at or now) for r in checked]
             vecs = self.encoders.encode_items(texts)   # before the commit: a failure leaves no trace

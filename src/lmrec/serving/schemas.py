@@ -168,11 +168,15 @@ class ItemIn(_Strict):
     attributes: dict[AttributeName, JsonValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES,
                                                        description="brand, price, language, ...")
     available: bool = True
+    created_at: float | None = Field(None, ge=-1e11, le=1e11,
+                                     description="when the item was created or released (epoch seconds; the "
+                                                 "recency features read it), taken when the item is first stored; "
+                                                 "default: that moment")
 
-    def to_record(self, item_id: str, now: float, created_at: float | None = None) -> ItemRecord:
+    def to_record(self, item_id: str, now: float) -> ItemRecord:
         return ItemRecord(item_id=item_id, title=self.title, text=self.text, categories=tuple(self.categories),
                           attributes=dict(self.attributes), available=self.available,
-                          created_at=now if created_at is None else created_at, updated_at=now)
+                          created_at=self.created_at or 0.0, updated_at=now)
 
 
 class ItemWithId(ItemIn):

@@ -571,3 +571,74 @@ def test_re_upserting_unchanged_items_leaves_the_indexes_alone(tmp_path: Path, i
         assert eng.catalog.index.n_tombstones == 1
         assert eng.search("zebra", k=1).items[0].item_id == items[0].item_id
         assert eng.get_item(items[0].item_id).title == "zebra documentary"
+
+
+# --- the sequential channel in the service ----------------------------------------------------
+SEQ_TOML = """encoder = "fake"
+[[channels]]
+name = "seq"
+model = "sasrec-text"
+params = {{ encoder = "fake", hidden = 16, n_blocks = 1, max_len = 10, epochs = 3, id_fusion = "{fusion}", seed = 1 }}
+quota = 30
+[[channels]]
+name = "popular"
+model = "popular"
+min_history = 0
+quota = 20
+weight = 0.0
+[fallback]
+chain = ["popular"]
+[rank]
+ranker = "none"
+features = [{{ name = "channels" }}]
+"""
+
+
+def test_an_event_changes_the_next_list_through_the_sequential_channel(
+        engine: Engine, items: list[ItemRecord], tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    engine.ingest(_toy_events(items))
+    cfg = tmp_path / "seq.toml"
+    cfg.write_text(SEQ_TOML.format(fusion="gate"))
+    engine.train(str(cfg))
+    user = toy_dataset(n_items=len(items)).users.ids[3]
+    before = engine.recommend(user, k=10, explain=True)
+    assert all("seq" in i.sources for i in before.items)
+    # the transformer reads the user's latest items at request time: no refit, a new list
+    engine.ingest(views(user, ids_of("horror", items)[:2], start=9e6))
+    after = engine.recommend(user, k=10, explain=True)
+    assert [i.item_id for i in after.items] != [i.item_id for i in before.items]
+    assert after.model_version == before.model_version
+    # the pipeline's sequential model scores the new history as a refit-free forward pass would
+    pipe = engine.pipeline
+    seq = pipe.recall.channels["seq"].model
+    from lmrec.types import HistoryBatch
+
+    u = pipe.dataset.users.index(user)
+    batch = HistoryBatch.of([u], pipe.history)
+    top = seq.user_scores(batch).top(0, 1, batch.distinct(0))[0][0]
+    assert after.items[0].item_id == pipe.dataset.items.ids[top]
+
+
+def test_a_new_item_is_recommended_by_the_text_aware_sequential_channel(
+        engine: Engine, items: list[ItemRecord], tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    engine.ingest(_toy_events(items))
+    cfg = tmp_path / "seq.toml"
+    cfg.write_text(SEQ_TOML.format(fusion="none"))  # text only: a new item is scored like the others
+    engine.train(str(cfg))
+    engine.ingest(views("fan", ids_of("romance", items)[:6], start=9e6))
+    twin = items[[r.item_id for r in items].index(ids_of("romance", items)[6])]
+    engine.upsert_items([ItemRecord("brand-new", title=twin.title, categories=twin.categories, text=twin.text,
+                                    attributes=twin.attributes)])
+    seq = engine.pipeline.recall.channels["seq"].model
+    new = engine.pipeline.dataset.items.index("brand-new")
+    old = engine.pipeline.dataset.items.index(twin.item_id)
+    from lmrec.types import HistoryBatch
+
+    u = engine.pipeline.dataset.users.index("fan")
+    s = seq.user_scores(HistoryBatch.of([u], engine.pipeline.history))
+    got = s.at(0, np.array([new, old]))
+    assert got[0] == pytest.approx(got[1], rel=1e-5)  # same text, same score: no refit needed
+    ranked = [i.item_id for i in engine.recommend("fan", k=len(items)).items]
+    assert "brand-new" in ranked and abs(ranked.index("brand-new") - ranked.index(twin.item_id)) <= 1
