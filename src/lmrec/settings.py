@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource,
 )
-
-from lmrec.serving.engine_config import EngineConfig
 
 __all__ = ["Settings", "SettingsError", "get_settings", "data_dir", "load_settings"]
 
@@ -59,7 +58,9 @@ class Settings(BaseSettings):
     data_dir: Path | None = Field(None, description="where data sets are read (default ../shared/data)")
     cache_dir: Path = Field(Path.home() / ".cache" / "lmrec", description="embedding cache and downloads")
 
-    engine: EngineConfig | None = Field(None, description="the serving engine ([engine] in lmrec.toml)")
+    # the engine's settings as given; the service validates them as an EngineConfig (where a
+    # missing home or a misspelt key is an error), so reading e.g. data_dir does not need them
+    engine: dict[str, Any] = Field(default_factory=dict, description="the serving engine ([engine] in lmrec.toml)")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     auth_enabled: bool = Field(True, description="require API keys; turn off only for a local demo")

@@ -71,9 +71,10 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_results(benchmark: str, rows: list[dict[str, Any]], command: str,
-                  out_dir: str | Path = "benchmarks/results") -> tuple[Path, Path]:
+                  out_dir: str | Path = "benchmarks/results", notes: str | None = None) -> tuple[Path, Path]:
     """Write `<benchmark>.json` (benchmark, command, git_commit, date, machine, rows) and
-    `<benchmark>.md` (a markdown table of the rows) to `out_dir`; returns both paths."""
+    `<benchmark>.md` (a markdown table of the rows, then `notes`) to `out_dir`; returns both
+    paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # the commit of the lmrec code that produced the numbers; the working directory's repo when
@@ -84,7 +85,7 @@ def write_results(benchmark: str, rows: list[dict[str, Any]], command: str,
     json_path = out / f"{benchmark}.json"
     json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     md = (f"# {benchmark}\n\n`{command}`\n\ncommit {doc['git_commit']}, {doc['date']}, {doc['machine']}\n\n"
-          f"{rows_table(rows)}\n")
+          f"{rows_table(rows)}\n" + (f"\n{notes}\n" if notes else ""))
     md_path = out / f"{benchmark}.md"
     md_path.write_text(md, encoding="utf-8")
     return json_path, md_path
