@@ -283,7 +283,7 @@ def run_dataset(name: str, config: str, home: Path, skip_offline: bool) -> list[
 # ---- tuning the untrained default on validation -------------------------------------------------
 def tune_default() -> None:
     grid = [{"transitions": 1.0, "lm": lw, "popular": pw, "half_life_days": 30.0}
-            for lw in (0.25, 0.5, 1.0) for pw in (0.0, 0.3)]
+            for lw in (0.5, 1.0, 1.5, 2.0) for pw in (0.0, 0.3)]
     out = []
     for name, spec in DATASETS.items():
         ds = load_dataset(name)

@@ -1,5 +1,13 @@
-"""HTTP service latency and throughput: `lmrec serve` (one uvicorn worker) on a generated
-100k-item catalog, driven by an open-loop client at a fixed request rate.
+"""HTTP service latency and throughput: `lmrec serve` (one uvicorn worker) serving a trained
+multi-stage pipeline on a generated 100k-item catalog, driven by an open-loop client at a fixed
+request rate.
+
+The pipeline is `--config` (default: the shipped `large-catalog` config: LM-profile and ALS
+channels retrieving through HNSW inner-product indexes, item-to-item transitions and decayed
+popularity -> about 300 candidates -> LightGBM LambdaRank over the default features -> MMR),
+fitted on the store's events when the server opens (the first run of a home; later runs load
+the saved version). Every /recommend answer carries the server's time per pipeline stage; the
+sequential phase reports their p50 / p99 (`stage_ms`).
 
 What is measured (each a row of benchmarks/results/service.json / .md):
 - `/recommend/{user}` at `--rate` req/s for `--seconds` s (known users, 10% unknown users);
@@ -24,8 +32,7 @@ Phases sent one at a time (`sequential`) and event-to-effect always use httpx.
 Encoders: the catalog is embedded with the hashing `fake-384` encoder (building 100k real
 MiniLM embeddings takes hours on 2 cores), while /search encodes every query with the real
 MiniLM (`--query-encoder`, default `minilm-int8`: the ONNX int8 export, same dimension): query latency is the real one, the dense
-hits are not meaningful. The engine serves LM-profile + CF (ALS, trained through
-POST /admin/train before the load) + popularity.
+hits are not meaningful. The pipeline's LM channel and features use the same `fake-384` vectors.
 
     python benchmarks/service.py                          # the default run (a few minutes once built)
     python benchmarks/service.py --soak-seconds 600       # plus a 10-minute soak
@@ -195,18 +202,20 @@ class Server:
                 self.proc.kill()
 
 
-def start_server(home: Path, query_encoder: str, log: Path) -> Server:
-    """`lmrec serve` with the fake-384 catalog encoder, the real query encoder, HNSW, no rate
-    limit and warning-level logs (the per-request access log is at INFO)."""
+def start_server(home: Path, query_encoder: str, log: Path, config: str) -> Server:
+    """`lmrec serve --config` with the fake-384 catalog (and pipeline) encoder, the real query
+    encoder, HNSW, no rate limit and warning-level logs (the per-request access log is at INFO).
+    When the home has no version of `config`, opening fits one (`server_open_s` includes it)."""
     port = free_port()
     env = {**os.environ, "LMREC_ENGINE__QUERY_ENCODER": query_encoder, "LMREC_RATE_LIMIT_RPS": "0",
-           "LMREC_ENGINE__PROGRESS": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+           "LMREC_ENGINE__PROGRESS": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "LMREC_ENGINE__OVERRIDES": json.dumps({"encoder": "fake-384"})}
     cmd = [sys.executable, "-m", "lmrec.cli.main", "serve", "--home", str(home), "--encoder", "fake-384",
-           "--index", "hnsw", "--port", str(port), "--log-level", "warning"]
+           "--index", "hnsw", "--port", str(port), "--log-level", "warning", "--config", config]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    with console.status("starting the server (the first start builds the HNSW index of the catalog)"):
+    with console.status("starting the server (the first start embeds the catalog and fits the pipeline)"):
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
@@ -226,6 +235,7 @@ class Run:
     lag_ms: list[float] = field(default_factory=list)          # how late the client sent (client saturation)
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    stages: dict[str, list[float]] = field(default_factory=dict)  # server ms per pipeline stage
 
     @property
     def n_ok(self) -> int:
@@ -240,7 +250,10 @@ class Run:
                 "errors": sum(self.errors.values()), "error_kinds": dict(self.errors),
                 "client_lag_p99_ms": float(np.percentile(self.lag_ms, 99)) if self.lag_ms else 0.0,
                 # an open-loop figure is the server's only when the client sent on time
-                "client_kept_up": bool(not self.lag_ms or np.percentile(self.lag_ms, 99) < 50.0)}
+                "client_kept_up": bool(not self.lag_ms or np.percentile(self.lag_ms, 99) < 50.0),
+                **({"stage_ms_p50": {k: round(float(np.percentile(v, 50)), 3) for k, v in self.stages.items()},
+                    "stage_ms_p99": {k: round(float(np.percentile(v, 99)), 3) for k, v in self.stages.items()}}
+                   if self.stages else {})}
 
 
 #: requests in flight at once; a request scheduled while this many are outstanding is counted
@@ -306,7 +319,7 @@ async def open_loop(base: str, headers: dict[str, str], rate: float, seconds: fl
 
 def sequential(base: str, headers: dict[str, str], n: int, make_request: Any, label: str) -> Run:
     """`n` requests one at a time (closed loop, one in flight): the latency of a request when
-    nothing else queues in front of it."""
+    nothing else queues in front of it, and the server's time per pipeline stage."""
     run = Run()
     t_start = time.perf_counter()
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
@@ -316,6 +329,8 @@ def sequential(base: str, headers: dict[str, str], n: int, make_request: Any, la
             r = client.request(method, path, params=params)
             if r.status_code == 200:
                 run.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                for stage, ms in r.json().get("timings_ms", {}).items():
+                    run.stages.setdefault(stage, []).append(ms)
             else:
                 run.errors[str(r.status_code)] = run.errors.get(str(r.status_code), 0) + 1
     run.seconds = time.perf_counter() - t_start
@@ -461,14 +476,14 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--events-per-user", type=int, default=10)
-    ap.add_argument("--rate", type=float, default=200.0, help="/recommend (and soak) requests per second")
+    ap.add_argument("--rate", type=float, default=150.0, help="/recommend (and soak) requests per second")
     ap.add_argument("--search-rate", type=float, default=50.0, help="/search requests per second")
     ap.add_argument("--seconds", type=float, default=30.0, help="duration of each load phase")
     ap.add_argument("--trials", type=int, default=100, help="event-to-effect trials")
     ap.add_argument("--sequential", type=int, default=300, help="requests per endpoint sent one at a time")
     ap.add_argument("--soak-seconds", type=float, default=0.0)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--cf", default="als", help="CF model trained before the load (lmrec models); 'none' to skip")
+    ap.add_argument("--config", default="large-catalog", help="the pipeline config served (a file or a shipped name)")
     ap.add_argument("--query-encoder", default="minilm-int8")
     ap.add_argument("--home", type=Path, default=None, help="default ~/.cache/lmrec/bench/service-<items>-<users>")
     ap.add_argument("--name", default="service", help="result file name")
@@ -491,24 +506,19 @@ def main() -> None:
     key = admin_key(home)
     headers = {"Authorization": f"Bearer {key}"}
     log = home / "server.log"
-    server = start_server(home, args.query_encoder, log)
+    server = start_server(home, args.query_encoder, log, args.config)
     console.print(f"server ready in {server.open_s:.1f} s (pid {server.proc.pid}, RSS {server.rss_mb():.0f} MB)")
     rows: list[dict[str, Any]] = []
     try:
-        cf_params: dict[str, Any] = {}
-        if args.cf != "none":
-            cf_params = {"factors": 64, "iterations": 10} if args.cf == "als" else {}
-            t = time.perf_counter()
-            r = httpx.post(f"{server.base}/admin/train", json={"name": args.cf, "params": cf_params},
-                           headers=headers, timeout=1800)
-            r.raise_for_status()
-            console.print(f"trained {args.cf} -> {r.json()['model_version']} in {time.perf_counter() - t:.1f} s")
         stats = httpx.get(f"{server.base}/admin/stats", headers=headers).json()
         common = {"dataset": f"generated-{args.items // 1000}k", "split": "live"}
-        cf_model = args.cf if args.cf != "none" else "lm"
-        base_params = {"n_items": stats["n_items"], "n_users": stats["n_users"], "n_events": stats["n_events"],
-                       "k": args.k, "index": "hnsw", "item_encoder": "fake-384",
-                       "query_encoder": args.query_encoder, "workers": 1}
+        cf_model = "pipeline"
+        pipe = stats["pipeline"]
+        console.print(f"serving {stats['model_version']}: channels {pipe['channels']}, ranker {pipe['ranker']}, "
+                      f"fitted on {pipe['fitted_events']} events in {pipe['fit_s']} s")
+        base_params = {"config": args.config, "n_items": stats["n_items"], "n_users": stats["n_users"],
+                       "n_events": stats["n_events"], "k": args.k, "index": "hnsw", "item_encoder": "fake-384",
+                       "query_encoder": args.query_encoder, "workers": 1, "fit_s": pipe["fit_s"]}
         rng = random.Random(0)
         users = [f"user{u:06d}" for u in range(args.users)]
 
@@ -538,7 +548,8 @@ def main() -> None:
         sequential(server.base, headers, 40, lambda i: search_request(i) if i % 2 else recommend_request(i),
                    "warm-up")
 
-        for endpoint, make, model, channels in (("/recommend", recommend_request, cf_model, "lm+cf+popular"),
+        channels_desc = "+".join(pipe["channels"]) + f" -> {pipe['ranker']}"
+        for endpoint, make, model, channels in (("/recommend", recommend_request, cf_model, channels_desc),
                                                 ("/search", search_request, "hybrid", "bm25+dense")):
             seq, cpu = measured(lambda make=make, endpoint=endpoint: sequential(server.base, headers, args.sequential,
                                                                                  make, endpoint))
@@ -549,7 +560,7 @@ def main() -> None:
         rec, rec_cpu = measured(lambda: load(args.rate, args.seconds, recommend_request, "/recommend"))
         rows.append(rec.row(**common, server_cpu_ms_per_req=rec_cpu, model=cf_model, endpoint="/recommend",
                             params={**base_params, "rate": args.rate, "seconds": args.seconds,
-                                    "channels": "lm+cf+popular", "cf_params": cf_params}))
+                                    "channels": channels_desc}))
         srch, srch_cpu = measured(lambda: load(args.search_rate, args.seconds, search_request, "/search"))
         rows.append(srch.row(**common, server_cpu_ms_per_req=srch_cpu, model="hybrid", endpoint="/search",
                              params={**base_params, "rate": args.search_rate, "seconds": args.seconds,
@@ -592,12 +603,25 @@ def main() -> None:
     for row in rows:
         row["reproduce"] = command
     write_results(args.name, rows, command=command, out_dir=RESULTS)
-    extra = _details_table(rows)
+    extra = _details_table(rows) + "\n\n" + _stages_table(rows)
     md = RESULTS / f"{args.name}.md"
     md.write_text(md.read_text(encoding="utf-8") + "\n" + extra + "\n", encoding="utf-8")
     console.print(rich_table(rows, title="service latency"))
     console.print(extra)
     console.print(f"wrote {RESULTS / (args.name + '.json')}")
+
+
+def _stages_table(rows: list[dict[str, Any]]) -> str:
+    """The server's time per pipeline stage of the requests sent one at a time."""
+    out = []
+    for r in rows:
+        if "stage_ms_p50" not in r:
+            continue
+        out += [f"Server time per stage, {r['endpoint']} ({r['params'].get('requests')} requests):", "",
+                "| stage | p50 ms | p99 ms |", "|---|---|---|"]
+        out += [f"| {k} | {v:.3f} | {r['stage_ms_p99'][k]:.3f} |" for k, v in r["stage_ms_p50"].items()]
+        out.append("")
+    return "\n".join(out)
 
 
 def _details_table(rows: list[dict[str, Any]]) -> str:

@@ -154,20 +154,24 @@ class LMSimilarity(Feature):
 
 class KeyCounts:
     """Counts of int64 keys with vectorised lookup: a sorted array from the fit plus a dict
-    of later increments, folded in once it grows."""
+    of later increments (read through sorted arrays rebuilt only after a change), folded into
+    the main arrays once it grows."""
 
     def __init__(self) -> None:
         self.keys = np.zeros(0, np.int64)
         self.counts = np.zeros(0, np.float64)
         self.extra: dict[int, float] = {}
+        self._extra_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def fit(self, keys: np.ndarray) -> None:
         self.keys, c = np.unique(np.asarray(keys, np.int64), return_counts=True)
         self.counts = c.astype(np.float64)
         self.extra = {}
+        self._extra_arrays = None
 
     def add(self, key: int, n: float = 1.0) -> None:
         self.extra[key] = self.extra.get(key, 0.0) + n
+        self._extra_arrays = None
         if len(self.extra) > 4096:
             k = np.fromiter(self.extra, np.int64, len(self.extra))
             v = np.fromiter(self.extra.values(), np.float64, len(self.extra))
@@ -176,14 +180,24 @@ class KeyCounts:
             self.counts = np.bincount(inv, weights=np.r_[self.counts, v])
             self.extra = {}
 
+    @staticmethod
+    def _lookup(keys: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarray:
+        if not len(keys):
+            return np.zeros(len(query))
+        pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        return np.where(keys[pos] == query, counts[pos], 0.0)
+
     def get(self, keys: np.ndarray) -> np.ndarray:
         keys = np.asarray(keys, np.int64)
-        out = np.zeros(len(keys))
-        if len(self.keys):
-            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-            out = np.where(self.keys[pos] == keys, self.counts[pos], 0.0)
+        out = self._lookup(self.keys, self.counts, keys)
         if self.extra:
-            out = out + np.array([self.extra.get(int(k), 0.0) for k in keys])
+            arrays = self._extra_arrays
+            if arrays is None:  # once per change, not per lookup
+                k = np.fromiter(self.extra, np.int64, len(self.extra))
+                v = np.fromiter(self.extra.values(), np.float64, len(self.extra))
+                order = np.argsort(k)
+                arrays = self._extra_arrays = (k[order], v[order])
+            out = out + self._lookup(arrays[0], arrays[1], keys)
         return out
 
 

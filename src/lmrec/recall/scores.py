@@ -143,7 +143,7 @@ class ItemStats:
         u = np.asarray(users, np.float64)
         n = max(self.n_items, 1)
         first = u @ self.s1 + self.b1
-        second = np.einsum("md,de,me->m", u, self.s2, u) + self.b2
+        second = ((u @ self.s2) * u).sum(axis=1) + self.b2  # u^T S2 u per row, as BLAS products
         if self.vb is not None:
             second = second + 2.0 * (u @ self.vb)
         mean = first / n
