@@ -38,9 +38,35 @@ from lmrec.recall.base import Recommender
 from lmrec.recall.scores import SparseRowScores, UserScores
 from lmrec.types import Event, HistoryBatch, grow_rows
 
-__all__ = ["ItemTransitionsChannel", "PairCounts"]
+__all__ = ["ItemTransitionsChannel", "PairCounts", "transition_pairs", "latest_items"]
 
 _SHIFT = 32  # key = src << 32 | dst: room for 4 billion items, and catalogs can grow
+
+
+def transition_pairs(s: Interactions, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(from, to) item pairs of every event and each of its user's next `window` events;
+    `s` must be sorted by (user, timestamp, item)."""
+    n = len(s)
+    src, dst = [], []
+    for d in range(1, window + 1):
+        if n <= d:
+            break
+        same = s.user[d:] == s.user[:n - d]
+        src.append(s.item[:n - d][same])
+        dst.append(s.item[d:][same])
+    if not src:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(src), np.concatenate(dst)
+
+
+def latest_items(s: Interactions, out: np.ndarray) -> None:
+    """Write each user's latest items into `out` (n_users, width), latest last, -1 padded;
+    `s` sorted by (user, timestamp, item)."""
+    width = out.shape[1]
+    starts = np.searchsorted(s.user, np.arange(len(out) + 1))
+    after = starts[s.user + 1] - 1 - np.arange(len(s))  # later events of the same user
+    sel = after < width
+    out[s.user[sel], width - 1 - after[sel]] = s.item[sel]
 
 
 class PairCounts:
@@ -120,8 +146,6 @@ class ItemTransitionsChannel(Recommender):
     history_based = True
 
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
-        from lmrec.rank.sequence_features import latest_items, transition_pairs
-
         s = train.sorted()
         src, dst = transition_pairs(s, self.config.window)
         if self.config.symmetric:
