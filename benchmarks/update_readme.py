@@ -1,4 +1,5 @@
-"""Copy the committed benchmark tables into README.md between the BENCHMARKS markers.
+"""Copy the committed benchmark tables into docs/benchmarks.md, and the headline figures (what
+the service serves, benchmarks/results/served.json) into README.md between the HEADLINE markers.
 
     python benchmarks/update_readme.py
 """
@@ -13,9 +14,13 @@ from lmrec.eval.report import rows_table
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- BENCHMARKS:START -->", "<!-- BENCHMARKS:END -->"
+HEAD_START, HEAD_END = "<!-- HEADLINE:START -->", "<!-- HEADLINE:END -->"
 
 #: (result file, heading, note) in README order; a section whose result file is missing is skipped
 SECTIONS = [
+    ("served", "What the HTTP service serves (fed and queried through the API)",
+     "served default = the service before any training; served trained = after POST /admin/train with "
+     "the row's config; offline lmrec eval = the same config fitted and evaluated offline."),
     ("baselines", "Classic baselines (full ranking, tuned on validation, refit on train + validation)",
      "ΔNDCG@10 is the paired-bootstrap difference to the best model of the same data set (95% CI)."),
     ("lm_recall", "Language-model recall channels, CF + LM blends and cold start",
@@ -58,11 +63,12 @@ def section(name: str, heading: str, note: str) -> str | None:
     md_path = RESULTS / f"{name}.md"
     table = rows_table(data["rows"])
     if md_path.exists():
-        # the benchmark's own markdown table is authoritative (it may have custom columns)
+        # the benchmark's own markdown is authoritative (it may have custom columns and several
+        # tables): everything after its header lines, tables kept apart by blank lines
         lines = md_path.read_text().splitlines()
-        body = [ln for ln in lines if ln.startswith("|")]
-        if body:
-            table = "\n".join(body)
+        first = next((j for j, ln in enumerate(lines) if ln.startswith("|")), None)
+        if first is not None:
+            table = "\n".join(lines[first:]).strip()
     out = [f"### {heading}", "", f"Reproduce: `{data['command']}` (commit {data.get('git_commit')}, "
            f"{data.get('date')}, {data.get('machine')}).", ""]
     if note:
@@ -71,18 +77,42 @@ def section(name: str, heading: str, note: str) -> str | None:
     return "\n".join(out)
 
 
+def headline() -> str | None:
+    """The README's headline table: served quality (served.json) per data set."""
+    path = RESULTS / "served.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    lines = ["| data set | what | NDCG@10 | HR@10 | vs |", "|---|---|---|---|---|"]
+    for r in data["rows"]:
+        vs = "-"
+        if r.get("vs"):
+            vs = f"{r['delta_NDCG@10']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] vs {r['vs']}"
+        cfg = (r.get("params") or {}).get("config", "")
+        what = r["what"] + (f" (`{Path(cfg).name}`)" if cfg and "default" not in r["what"] else "")
+        lines.append(f"| {r['dataset']} | {what} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {vs} |")
+    return (f"Reproduce: `{data['command']}` (commit {data.get('git_commit')}, {data.get('date')}).\n\n"
+            + "\n".join(lines))
+
+
+def _replace(text: str, start: str, end: str, block: str) -> str:
+    if start in text:
+        a, b = text.index(start), text.index(end) + len(end)
+        return text[:a] + start + "\n" + block + "\n" + end + text[b:]
+    return text
+
+
 def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+    docs = ROOT / "docs" / "benchmarks.md"
+    text = docs.read_text()
     parts = [s for s in (section(*spec) for spec in SECTIONS) if s]
-    block = START + "\n" + "\n".join(parts) + END
-    if START in text:
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.replace("BENCHMARK_TABLES", block)
-    readme.write_text(text)
-    print(f"README.md: {len(parts)} benchmark sections")
+    docs.write_text(_replace(text, START, END, "\n".join(parts)))
+    print(f"docs/benchmarks.md: {len(parts)} benchmark sections")
+    head = headline()
+    if head:
+        readme = ROOT / "README.md"
+        readme.write_text(_replace(readme.read_text(), HEAD_START, HEAD_END, head))
+        print("README.md: headline table")
 
 
 if __name__ == "__main__":

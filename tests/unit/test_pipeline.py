@@ -245,3 +245,35 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
     assert spec.channels, path
     names = set(model_names())
     assert {c.model for c in spec.channels} <= names, {c.model for c in spec.channels} - names
+
+
+def test_extends_merges_channels_by_name(tmp_path: Path) -> None:
+    base = load_spec("configs/default.toml")
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = "{Path("configs/default.toml").resolve()}"\n'
+                     '[[channels]]\nname = "lm"\nweight = 3.0\n'
+                     '[[channels]]\nname = "als"\ndrop = true\n'
+                     '[[channels]]\nname = "new"\nbefore = "popular"\nmodel = "transitions"\n')
+    spec = load_spec(child)
+    assert [c.name for c in spec.channels] == ["ease", "lm", "new", "popular"]
+    lm = next(c for c in spec.channels if c.name == "lm")
+    base_lm = next(c for c in base.channels if c.name == "lm")
+    assert lm.weight == 3.0 and lm.params == base_lm.params and lm.quota == base_lm.quota
+    with pytest.raises(ValueError, match="cannot drop"):
+        load_spec("configs/default.toml", {"channels": [{"name": "nope", "drop": True}]})
+    with pytest.raises(ValueError, match="no entry 'nope'"):
+        load_spec("configs/default.toml", {"channels": [{"name": "x", "model": "popular", "after": "nope"}]})
+    # features and re-rank stages merge by name too
+    spec = load_spec("configs/default.toml", {"rank": {"features": [{"name": "lm", "drop": True}]},
+                                             "rerank": {"stages": [{"name": "mmr"}]}})
+    assert "lm" not in [f.name for f in spec.rank.features]
+    assert [s.name for s in spec.rerank.stages][-1] == "mmr"
+
+
+def test_shipped_configs_resolve_by_name() -> None:
+    from lmrec.pipeline.spec import resolve_config_path
+
+    assert resolve_config_path("ml-100k").resolve() == resolve_config_path("configs/ml-100k.toml").resolve()
+    assert resolve_config_path("serve-default.toml").name == "serve-default.toml"
+    with pytest.raises(FileNotFoundError, match="serve-default"):  # the message lists the shipped ones
+        resolve_config_path("no-such-config")

@@ -250,12 +250,9 @@ class LMUserRecommender(Recommender):
 
     # --- online updates --------------------------------------------------------------------
     def update(self, events: Sequence[Event]) -> None:
-        """Fold events into the model's own user state (what `score` reads; as a pipeline
-        channel the model reads the request's history instead). Items the model has no vector
-        for are skipped."""
-        for e in events:
-            if 0 <= e.item < len(self.item_vectors):
-                self.update_one(e.user, e.item, e.timestamp, value=e.value)
+        """Nothing to fold in: the model keeps no global statistics, and as a pipeline channel
+        it reads each user's history from the request (`user_scores`). To move this model's
+        own fit-time user state (what `score` reads), call `update_one` per event."""
 
     def update_one(self, user: int, item: int, timestamp: int | None = None, value: float = 1.0) -> None:
         """Fold in one new event of `user` (any index; new users grow the state). Without a

@@ -134,3 +134,21 @@ def test_topk_ties_and_candidates():
     assert c.top(1).items.tolist() == [2]
     with pytest.raises(ValueError):
         Candidates(np.array([1, 2]), np.array([1.0]))
+
+
+def test_settings_name_a_misspelt_key(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import pytest
+
+    from lmrec.serving.config import ServiceConfig
+    from lmrec.settings import SettingsError, load_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lmrec.toml").write_text('prot = 9000\n[engine]\nhome = "shop"\nconfgi = "ml-100k"\n')
+    with pytest.raises(SettingsError) as e:
+        load_settings(ServiceConfig)
+    assert "prot" in str(e.value) and "engine.confgi" in str(e.value) and "lmrec.toml" in str(e.value)
+    (tmp_path / "lmrec.toml").write_text('port = 9000\n[engine]\nhome = "shop"\nconfig = "ml-100k"\n')
+    cfg = load_settings(ServiceConfig)
+    assert cfg.port == 9000 and cfg.engine.config == "ml-100k"
+    monkeypatch.setenv("LMREC_ENGINE__CONFIG", "serve-default")  # the environment wins over the file
+    assert load_settings(ServiceConfig).engine.config == "serve-default"
