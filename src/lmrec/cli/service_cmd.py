@@ -140,11 +140,13 @@ def train_command(
                                             "'{\"rank\": {\"ranker\": \"none\"}}'."),
     store_url: Optional[str] = typer.Option(None, "--store-url", help="sqlite:///path.db or postgresql://..."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="The service's catalog encoder."),
+    activate: bool = typer.Option(False, "--activate", help="Mark it as the version to serve: the service "
+                                  "serves it at its next start or POST /admin/reload."),
 ) -> None:
     """Fit a pipeline on the events and catalog stored in --home and save it as a new version.
 
-    A running service picks it up with POST /admin/reload (or serves it at its next start when
-    it is a version of the service's own config). Progress goes to the log."""
+    A running service picks it up with POST /admin/reload {"version": ...}; with --activate a
+    service started later serves it. Progress goes to the log."""
     import logging
 
     from lmrec.cli.common import parse_params
@@ -184,8 +186,12 @@ def train_command(
             raise fail(f"cannot fit {engine_cfg.config}: {e}") from None
     finally:
         store.close()
+    if activate:
+        from lmrec.serving.versions import mark_active
+
+        mark_active(engine_cfg.home / "models", v.name)
     console.print(f"saved version [bold]{v.name}[/] ({v.meta['n_events']} events, fit {v.meta['fit_s']} s) in "
-                  f"{engine_cfg.home / 'models'}")
+                  f"{engine_cfg.home / 'models'}" + (" (active)" if activate else ""))
 
 
 def run_server(config: Any, log_level: str = "info") -> None:

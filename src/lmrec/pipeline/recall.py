@@ -156,6 +156,11 @@ class RecallStage:
         stage: dict[str, np.ndarray] = {}
         merge = np.zeros(len(pool))
         listed_by = np.zeros((len(pool), len(parts)), bool)
+        # channels with weight 0 bring candidates and features only; when nothing weighted ran
+        # for this user (a new user served by the fallback alone) they order the pool equally
+        weights = {name: self.channels[name].weight for name, _ in parts}
+        if not any(weights.values()):
+            weights = dict.fromkeys(weights, 1.0)
         for c, (name, run) in enumerate(parts):
             raw = run.scores.at(run.pos, pool).astype(np.float64)
             z = (raw - run.mean) / run.std if run.std > 1e-12 else np.zeros(len(pool))
@@ -163,7 +168,7 @@ class RecallStage:
             where = np.searchsorted(pool, run.top)
             rank[where] = np.arange(1, len(where) + 1)
             listed_by[where, c] = True
-            w = self.channels[name].weight
+            w = weights[name]
             merge += w * z if self.method == "zscore" else np.where(np.isnan(rank), 0.0, w / (self.k_rrf + np.nan_to_num(rank)))
             stage[name], stage[Z_PREFIX + name], stage[RANK_PREFIX + name] = raw, z, rank
         order = np.lexsort((pool, -merge))

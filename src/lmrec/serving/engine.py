@@ -16,9 +16,9 @@ wrapped with its version metadata). There is no second recommender here:
 - `train` fits the configured pipeline on the store's events and catalog (in the background
   when asked, or on a schedule), saves it as a version folder (`lmrec.serving.versions`),
   folds in what arrived during the fit and swaps it in; requests never wait for a fit.
-- `open` serves the newest saved version of the configured pipeline (replaying the events
-  that arrived after it was fitted); without one it fits the configured pipeline first (the
-  shipped default needs no training: its channels learn online).
+- `open` serves the version served last (or the newest of the pipeline config the settings
+  name), replaying the events that arrived after it was fitted; without one it fits the
+  configured pipeline first (the shipped default needs no training: its channels learn online).
 
 Search is hybrid BM25 + dense retrieval over the catalog fused by reciprocal rank fusion,
 nudged towards the user's language-model profile (computed from the pipeline's history with
@@ -62,10 +62,11 @@ import numpy as np
 from lmrec.serving import explain as _explain
 from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved
 from lmrec.serving.encoders import EngineEncoders
-from lmrec.serving.engine_config import EngineConfig
+from lmrec.serving.engine_config import DEFAULT_PIPELINE, EngineConfig
 from lmrec.serving.ranking import RankedItem, Ranking, RankingLog, StageTimer
 from lmrec.serving.rwlock import RWLock
-from lmrec.serving.versions import Version, item_row, list_versions, load_version, store_dataset, train_version
+from lmrec.serving.versions import (Version, active_version, item_row, list_versions, load_version, mark_active,
+                                    store_dataset, train_version)
 from lmrec.stores.base import blas_threads
 from lmrec.stores.records import (EventRecord, ItemRecord, RankingRecord, UserRecord, check_event,
                                   check_item, check_user)
@@ -226,13 +227,19 @@ class Engine:
             self.catalog.save(self.index_dir, extra)
 
     def _open_pipeline(self) -> None:
-        """Serve the pinned or newest version built from the configured pipeline; fit one
-        first when there is none."""
+        """Serve, in this order: the pinned `model_version`; with a pipeline config chosen in
+        the settings, the newest version of it; with the shipped default, the version served
+        last (a pipeline trained through the API stays served after a restart), else the
+        newest default one. Fit the configured pipeline when there is none."""
         cfg = self.config
-        versions = self._matching_versions()
         if cfg.model_version is not None:
             self._activate(load_version(self.models_dir, cfg.model_version))
             return
+        versions = self._matching_versions()
+        if cfg.config == DEFAULT_PIPELINE:
+            active = active_version(self.models_dir)
+            if active is not None:
+                versions = [active]
         if versions:
             self._activate(load_version(self.models_dir, versions[-1]))
             return
@@ -448,6 +455,7 @@ class Engine:
             with self._lock.write():
                 self._live = version
                 self._applied_seq = max(self._applied_seq, self.store.last_seq())
+        mark_active(self.models_dir, version.name)
 
     def reload(self, version: str | None = None) -> str:
         """Serve a saved version (the newest when None), caught up with the catalog and the

@@ -35,10 +35,11 @@ from lmrec.stores.records import ItemRecord, RecordStore
 from lmrec.types import EventKind
 
 __all__ = ["Version", "store_dataset", "item_row", "train_version", "list_versions", "load_version",
-           "new_version_name"]
+           "new_version_name", "mark_active", "active_version"]
 
 PIPELINE = "pipeline"
 META = "meta.json"
+ACTIVE = "active.json"  # the version a service last swapped in (what a restart serves by default)
 
 
 @dataclass
@@ -138,6 +139,23 @@ def train_version(models_dir: Path, dataset: Dataset, *, config: str, overrides:
     (tmp / META).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, models_dir / version)
     return Version(version, pipe, info)
+
+
+def mark_active(models_dir: Path, version: str) -> None:
+    """Record `version` as the one being served (written atomically)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = models_dir / f".{ACTIVE}.tmp"
+    tmp.write_text(json.dumps({"version": version, "at": time.time()}) + "\n", encoding="utf-8")
+    os.replace(tmp, models_dir / ACTIVE)
+
+
+def active_version(models_dir: Path) -> str | None:
+    """The version last marked active, when it still exists."""
+    try:
+        version = json.loads((models_dir / ACTIVE).read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return version if version in list_versions(models_dir) else None
 
 
 def list_versions(models_dir: Path) -> list[str]:

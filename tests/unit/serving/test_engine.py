@@ -642,3 +642,19 @@ def test_a_new_item_is_recommended_by_the_text_aware_sequential_channel(
     assert got[0] == pytest.approx(got[1], rel=1e-5)  # same text, same score: no refit needed
     ranked = [i.item_id for i in engine.recommend("fan", k=len(items)).items]
     assert "brand-new" in ranked and abs(ranked.index("brand-new") - ranked.index(twin.item_id)) <= 1
+
+
+def test_a_restart_serves_the_version_served_last(tmp_path: Path, items: list[ItemRecord]) -> None:
+    cfg_file = _spec_file(tmp_path, EASE_ONLY)
+    with Engine.open(config(tmp_path / "home")) as eng:
+        eng.upsert_items(items)
+        eng.ingest(_toy_events(items))
+        default = eng.model_version
+        trained = eng.train(cfg_file)
+        kept = eng.train(cfg_file, activate=False)  # saved, never served
+    with Engine.open(config(tmp_path / "home")) as eng:  # the settings name no pipeline config
+        assert eng.model_version == trained != default and kept in eng.model_versions()
+    with Engine.open(config(tmp_path / "home", config=cfg_file)) as eng:  # they name one: its newest
+        assert eng.model_version == kept
+    with Engine.open(config(tmp_path / "home", model_version=default)) as eng:  # a pinned version
+        assert eng.model_version == default
