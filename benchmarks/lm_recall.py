@@ -37,7 +37,6 @@ from typing import Any
 from rich.console import Console
 
 import lmrec.recall.blend as blend_mod
-import lmrec.recall.lm_user  # noqa: F401  (registers the LM channels)
 from lmrec.component import DEFAULT_GRIDS
 from lmrec.data.loaders import load_dataset
 from lmrec.eval.evaluator import EvalResult, evaluate

@@ -50,7 +50,7 @@ from lmrec.text.registry import check_encoder_name
 from lmrec.recall.scores import UserScores, VectorCache, VectorScores
 from lmrec.types import HistoryBatch, config_hash
 
-__all__ = ["TwoTowerConfig", "TwoTowerRecommender", "TrainingData", "GRID"]
+__all__ = ["TwoTowerConfig", "TwoTowerRecommender", "TrainingData"]
 
 FORMAT = "lmrec.two-tower/1"
 TASKS = ("watched", "liked")

@@ -80,8 +80,6 @@ class BlendRecommender(Recommender):
     def _member(self, role: str) -> Recommender:
         from lmrec.component import create
 
-        import lmrec.recall.lm_user  # noqa: F401  (registers the LM channels)
-
         cfg = self.config
         return create(cfg.cf, cfg.cf_params) if role == "cf" else create(cfg.lm, cfg.lm_params)
 

@@ -63,14 +63,15 @@ from lmrec.serving import explain as _explain
 from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved
 from lmrec.serving.encoders import EngineEncoders
 from lmrec.serving.engine_config import DEFAULT_PIPELINE, EngineConfig
+from lmrec.serving.live import fold_events, sync_items
 from lmrec.serving.ranking import RankedItem, Ranking, RankingLog, StageTimer
 from lmrec.serving.rwlock import RWLock
+from lmrec.serving.search import fuse
 from lmrec.serving.versions import (Version, active_version, item_row, list_versions, load_version, mark_active,
                                     store_dataset, train_version)
 from lmrec.stores.base import blas_threads
 from lmrec.stores.records import (EventRecord, ItemRecord, RankingRecord, UserRecord, check_event,
                                   check_item, check_user)
-from lmrec.types import Event, EventKind
 
 __all__ = ["Engine", "EngineConfig", "RankedItem", "Ranking", "TrainingBusy", "PipelineConfigError"]
 
@@ -326,7 +327,7 @@ class Engine:
         live = self._live
         with self._lock.write():
             if live is not None:
-                _fold_events(live, events, self.config.train_kinds, self.catalog)
+                fold_events(live, events, self.config.train_kinds, self.catalog)
             self._n_events += len(events)
             self._events_since_train += len(events)
             self._applied_seq = max(self._applied_seq, max(e.seq or 0 for e in events))
@@ -449,9 +450,9 @@ class Engine:
         its fit, then serve it. Writes wait while it catches up; reads go on."""
         with self._write:
             pipe = version.pipeline
-            _sync_items(pipe, self.catalog)
+            sync_items(pipe, self.catalog)
             new = [e for e in self.store.events(after_seq=version.last_seq)]
-            _fold_events(version, new, self.config.train_kinds, self.catalog)
+            fold_events(version, new, self.config.train_kinds, self.catalog)
             with self._lock.write():
                 self._live = version
                 self._applied_seq = max(self._applied_seq, self.store.last_seq())
@@ -534,8 +535,6 @@ class Engine:
 
     def search(self, query: str, k: int = 10, *, user_id: str | None = None, explain: bool = False) -> Ranking:
         """Hybrid BM25 + dense search over the live catalog, optionally personalised."""
-        from lmrec.recall.hybrid import rrf_scores
-
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         _check_k(k)
@@ -557,7 +556,7 @@ class Engine:
             bm = self.catalog.keyword.search(query, depth)
             lists["bm25"] = (bm.items, bm.scores)
             t.lap("recall_bm25")
-            hits = _fuse(lists, cfg.rrf_k, rrf_scores, self.catalog.is_live)
+            hits = fuse(lists, cfg.rrf_k, self.catalog.is_live)
             t.lap("merge")
             profile = self._profile(live, user_id) if user_id is not None and cfg.personal_weight > 0 else None
             if profile is not None and hits:
@@ -634,86 +633,6 @@ class Engine:
                     "index": self.config.index, "index_source": self.index_source,
                     "bm25_delta": self.catalog.keyword.delta_size,
                     "applied_seq": self._applied_seq, "ready": self.ready}
-
-
-# ==== folding records into a pipeline ==============================================================
-def _fold_events(version: Version, records: Sequence[EventRecord], kinds: Sequence[str], catalog: Catalog) -> None:
-    """Map event records to the pipeline's indices and `update` it. An item the pipeline does
-    not know yet joins its catalog (from the live catalog when it is there, else as an
-    unavailable item without text) so the event is kept; new users get the next index."""
-    pipe = version.pipeline
-    ds = pipe.dataset
-    keep = set(kinds)
-    records = [r for r in records if r.kind in keep]
-    if not records:
-        return
-    unknown = list(dict.fromkeys(r.item_id for r in records if r.item_id not in ds.items))
-    if unknown:
-        rows = [item_row(rec) if (rec := catalog.get(i)) is not None else {"available": False} for i in unknown]
-        pipe.upsert_items(unknown, rows)
-    events = [Event(ds.users.add(r.user_id), ds.items.index(r.item_id), int(np.floor(r.timestamp)),
-                    EventKind.parse(r.kind), float(r.value)) for r in records]
-    pipe.update(events)
-
-
-def _sync_items(pipe: Any, catalog: Catalog) -> None:
-    """Make the pipeline's catalog match the live one: items added or changed since its fit
-    are upserted, items deleted since are made unavailable."""
-    ds = pipe.dataset
-    table = ds.item_table
-    changed, rows = [], []
-    for rec in catalog.records():
-        row = item_row(rec)
-        i = ds.items.get(rec.item_id)
-        if i < 0 or table is None or _row_differs(table, i, row):
-            changed.append(rec.item_id)
-            rows.append(row)
-    if table is not None:
-        live = {r.item_id for r in catalog.records()}
-        for i, item_id in enumerate(ds.items.ids):
-            if item_id not in live and bool(table.available[i]):
-                changed.append(item_id)
-                rows.append({"available": False})
-    if changed:
-        pipe.upsert_items(changed, rows)
-
-
-def _row_differs(table: Any, i: int, row: dict[str, Any]) -> bool:
-    if i >= len(table.title):
-        return True
-    return (table.title[i] != row["title"] or list(table.categories[i]) != row["categories"]
-            or table.text.get("description", [""] * len(table.title))[i] != row["text"]["description"]
-            or bool(table.available[i]) != row["available"]
-            or any(table.attributes.get(k, [None] * len(table.title))[i] != v for k, v in row["attributes"].items()))
-
-
-def _fuse(lists: dict[str, tuple[np.ndarray, np.ndarray]], k_rrf: float, rrf: Any, keep: Any) -> list[dict[str, Any]]:
-    """Search channels fused by reciprocal rank fusion (`lmrec.recall.hybrid.rrf_scores`),
-    each hit with its sources and every channel's raw score and rank; best first, ties by slot."""
-    names = list(lists)
-    union = np.unique(np.concatenate([np.asarray(v[0], np.int64) for v in lists.values()])) if lists else \
-        np.zeros(0, np.int64)
-    if not len(union):
-        return []
-    ranks = np.zeros((len(union), len(names)))
-    raw = np.full((len(union), len(names)), np.nan)
-    for c, name in enumerate(names):
-        slots, scores = np.asarray(lists[name][0], np.int64), np.asarray(lists[name][1], np.float64)
-        uniq, first = np.unique(slots, return_index=True)
-        pos = np.searchsorted(union, uniq)
-        ranks[pos, c] = first + 1
-        raw[pos, c] = scores[first]
-    fused = rrf(ranks, k_rrf)
-    out = []
-    for j in np.lexsort((union, -fused)).tolist():
-        s = int(union[j])
-        if not keep(s):
-            continue
-        on = [c for c in range(len(names)) if ranks[j, c] > 0]
-        out.append({"slot": s, "score": float(fused[j]), "sources": tuple(names[c] for c in on),
-                    "channel_scores": {names[c]: float(raw[j, c]) for c in on},
-                    "channel_ranks": {names[c]: int(ranks[j, c]) for c in on}})
-    return out
 
 
 # ==== validation =================================================================================
