@@ -43,6 +43,9 @@ class UserHistory:
         self._val = np.zeros(0, dtype=np.float32)
         self._extra: dict[int, list[tuple[int, int, float]]] = {}
         self._n_extra = 0
+        # a user's fitted and later events merged, kept until their next event (the number of
+        # later events tells whether it is current)
+        self._merged: dict[int, tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
     def fit(self, inter: Interactions, n_users: int) -> Self:
         s = inter.sorted()
@@ -51,6 +54,7 @@ class UserHistory:
         self._items, self._ts, self._val = s.item.copy(), s.timestamp.copy(), s.value.copy()
         self._extra = {}
         self._n_extra = 0
+        self._merged = {}
         return self
 
     def update(self, events: Sequence[Event]) -> None:
@@ -93,10 +97,16 @@ class UserHistory:
         items, ts, val = self._items[a:b], self._ts[a:b], self._val[a:b]
         extra = self._extra.get(u)
         if extra:
+            merged = self._merged.get(u)
+            if merged is not None and merged[0] == len(extra):  # a user read several times per request
+                return merged[1]
             et, ei, ev = (np.array(c) for c in zip(*extra))
             items, ts, val = np.r_[items, ei], np.r_[ts, et], np.r_[val, ev].astype(np.float32)
             order = np.lexsort((items, ts))
             items, ts, val = items[order], ts[order], val[order]
+            if len(self._merged) > 10_000:
+                self._merged.clear()
+            self._merged[u] = (len(extra), (items, ts, val))
         return items, ts, val
 
     def items(self, u: int) -> np.ndarray:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmrec.types import topk_indices
+from lmrec.types import not_in, topk_indices
 
 __all__ = ["UserScores", "DenseScores", "VectorScores", "SparseRowScores", "ConstantScores", "ItemStats",
            "AnnIndex"]
@@ -235,7 +235,7 @@ class VectorScores(UserScores):
         n = len(self.index)
         while True:
             found = self.index.search(self.users[row], depth)
-            keep = found[~np.isin(found, exclude)]
+            keep = found[not_in(found, exclude)]
             if allowed is not None:
                 keep = keep[(keep < len(allowed)) & allowed[np.minimum(keep, len(allowed) - 1)]]
             if len(keep) >= k or depth >= n:
@@ -283,7 +283,7 @@ class SparseRowScores(UserScores):
         cols, vals = self.cols[row], self.vals[row]
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        ok = ~np.isin(cols, exclude)
+        ok = not_in(cols, exclude)
         if allowed is not None:
             ok &= (cols < len(allowed)) & allowed[np.minimum(cols, max(len(allowed) - 1, 0))]
         cols, vals = cols[ok], vals[ok]
@@ -330,7 +330,7 @@ def _first_free(n_items: int, blocked: np.ndarray, allowed: np.ndarray | None, n
     while got < need and start < n_items:
         stop = min(n_items, start + step)
         cand = np.arange(start, stop)
-        cand = cand[~np.isin(cand, blocked)]
+        cand = cand[not_in(cand, blocked)]
         if allowed is not None:
             cand = cand[(cand < len(allowed)) & allowed[np.minimum(cand, max(len(allowed) - 1, 0))]]
         out.append(cand[:need - got])
@@ -362,7 +362,7 @@ class ConstantScores(UserScores):
         depth = k + len(exclude)
         while True:
             head = self._order(depth)
-            keep = head[~np.isin(head, exclude)]
+            keep = head[not_in(head, exclude)]
             if allowed is not None:
                 keep = keep[(keep < len(allowed)) & allowed[np.minimum(keep, max(len(allowed) - 1, 0))]]
             if len(keep) >= k or depth >= self.n_items:

@@ -22,7 +22,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.component import RERANKERS, Component, ComponentConfig
 from lmrec.types import Event, Query
 from lmrec.rank.history import UserHistory
-from lmrec.types import Candidates
+from lmrec.types import Candidates, not_in
 
 __all__ = ["StageContext", "Reranker", "RERANKERS", "Filter"]
 
@@ -132,7 +132,7 @@ class Filter(Reranker):
         drop = self.excluded(query)
         if drop is None or not len(drop):
             return candidates
-        return candidates.take(np.flatnonzero(~np.isin(candidates.items, drop)))
+        return candidates.take(np.flatnonzero(not_in(candidates.items, drop)))
 
     @abstractmethod
     def excluded(self, query: Query) -> np.ndarray: ...

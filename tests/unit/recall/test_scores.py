@@ -106,3 +106,12 @@ def test_constant_and_dense_scores() -> None:
     d = DenseScores(np.stack([pop, -pop]))
     assert d.top(1, 2, np.array([3]))[0].tolist() == [0, 4]
     np.testing.assert_array_equal(d.at(0, np.array([4, 1])), [5.0, 9.0])
+
+
+def test_not_in_equals_isin_for_small_and_large_arrays() -> None:
+    from lmrec.types import not_in
+
+    rng = np.random.default_rng(5)
+    for n_a, n_b in ((0, 3), (5, 0), (50, 20), (3000, 400)):
+        a, b = rng.integers(0, 500, n_a), rng.integers(0, 500, n_b)
+        np.testing.assert_array_equal(not_in(a, b), ~np.isin(a, b))
