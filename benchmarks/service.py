@@ -202,14 +202,15 @@ class Server:
                 self.proc.kill()
 
 
-def start_server(home: Path, query_encoder: str, log: Path, config: str) -> Server:
+def start_server(home: Path, query_encoder: str, log: Path, config: str, ranking_threads: int = 2) -> Server:
     """`lmrec serve --config` with the fake-384 catalog (and pipeline) encoder, the real query
     encoder, HNSW, no rate limit and warning-level logs (the per-request access log is at INFO).
     When the home has no version of `config`, opening fits one (`server_open_s` includes it)."""
     port = free_port()
     env = {**os.environ, "LMREC_ENGINE__QUERY_ENCODER": query_encoder, "LMREC_RATE_LIMIT_RPS": "0",
            "LMREC_ENGINE__PROGRESS": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "LMREC_ENGINE__OVERRIDES": json.dumps({"encoder": "fake-384"})}
+           "LMREC_ENGINE__OVERRIDES": json.dumps({"encoder": "fake-384"}),
+           "LMREC_RANKING_THREADS": str(ranking_threads)}
     cmd = [sys.executable, "-m", "lmrec.cli.main", "serve", "--home", str(home), "--encoder", "fake-384",
            "--index", "hnsw", "--port", str(port), "--log-level", "warning", "--config", config]
     t0 = time.perf_counter()
@@ -477,6 +478,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--events-per-user", type=int, default=10)
     ap.add_argument("--rate", type=float, default=150.0, help="/recommend (and soak) requests per second")
+    ap.add_argument("--extra-rates", default="", help="more /recommend rates to measure, e.g. 100,120")
     ap.add_argument("--search-rate", type=float, default=50.0, help="/search requests per second")
     ap.add_argument("--seconds", type=float, default=30.0, help="duration of each load phase")
     ap.add_argument("--trials", type=int, default=100, help="event-to-effect trials")
@@ -484,6 +486,8 @@ def main() -> None:
     ap.add_argument("--soak-seconds", type=float, default=0.0)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--config", default="large-catalog", help="the pipeline config served (a file or a shipped name)")
+    ap.add_argument("--ranking-threads", type=int, default=2, help="ranking requests computed at once (the rest "
+                                                                    "queue in the event loop)")
     ap.add_argument("--query-encoder", default="minilm-int8")
     ap.add_argument("--home", type=Path, default=None, help="default ~/.cache/lmrec/bench/service-<items>-<users>")
     ap.add_argument("--name", default="service", help="result file name")
@@ -506,7 +510,7 @@ def main() -> None:
     key = admin_key(home)
     headers = {"Authorization": f"Bearer {key}"}
     log = home / "server.log"
-    server = start_server(home, args.query_encoder, log, args.config)
+    server = start_server(home, args.query_encoder, log, args.config, args.ranking_threads)
     console.print(f"server ready in {server.open_s:.1f} s (pid {server.proc.pid}, RSS {server.rss_mb():.0f} MB)")
     rows: list[dict[str, Any]] = []
     try:
@@ -518,7 +522,8 @@ def main() -> None:
                       f"fitted on {pipe['fitted_events']} events in {pipe['fit_s']} s")
         base_params = {"config": args.config, "n_items": stats["n_items"], "n_users": stats["n_users"],
                        "n_events": stats["n_events"], "k": args.k, "index": "hnsw", "item_encoder": "fake-384",
-                       "query_encoder": args.query_encoder, "workers": 1, "fit_s": pipe["fit_s"]}
+                       "query_encoder": args.query_encoder, "workers": 1, "fit_s": pipe["fit_s"],
+                       "ranking_threads": args.ranking_threads}
         rng = random.Random(0)
         users = [f"user{u:06d}" for u in range(args.users)]
 
@@ -561,6 +566,11 @@ def main() -> None:
         rows.append(rec.row(**common, server_cpu_ms_per_req=rec_cpu, model=cf_model, endpoint="/recommend",
                             params={**base_params, "rate": args.rate, "seconds": args.seconds,
                                     "channels": channels_desc}))
+        for extra in [float(x) for x in args.extra_rates.split(",") if x.strip()]:
+            more, more_cpu = measured(lambda extra=extra: load(extra, args.seconds, recommend_request, "/recommend"))
+            rows.append(more.row(**common, server_cpu_ms_per_req=more_cpu, model=cf_model, endpoint="/recommend",
+                                 params={**base_params, "rate": extra, "seconds": args.seconds,
+                                         "channels": channels_desc}))
         srch, srch_cpu = measured(lambda: load(args.search_rate, args.seconds, search_request, "/search"))
         rows.append(srch.row(**common, server_cpu_ms_per_req=srch_cpu, model="hybrid", endpoint="/search",
                              params={**base_params, "rate": args.search_rate, "seconds": args.seconds,

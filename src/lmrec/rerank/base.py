@@ -60,12 +60,26 @@ class StageContext:
             self.available = np.r_[self.available, np.ones(n - len(self.available), bool)]
         if table is not None:
             self.available[items] = np.asarray(table.available, bool)[items]
+        self._unavailable = None
         if "item_vectors" in self.__dict__:
             from lmrec.recall.item2item import item_vectors_for
 
             self.__dict__["item_vectors"] = item_vectors_for(self.dataset, self.encoder, items,
                                                              self.__dict__["item_vectors"])
         self.__dict__.pop("categories", None)  # re-read from the (grown) table
+
+    def unavailable(self) -> np.ndarray:
+        """Indices of the items not available (computed once per change, not per request)."""
+        got = getattr(self, "_unavailable", None)
+        if got is None:
+            got = self._unavailable = np.flatnonzero(~self.available)
+        return got
+
+    def set_available(self, item: int, available: bool) -> None:
+        if not 0 <= item < len(self.available):
+            raise IndexError(f"item index {item} outside the catalog of {len(self.available)}")
+        self.available[item] = available
+        self._unavailable = None
 
     @cached_property
     def categories(self) -> list[list[str]]:

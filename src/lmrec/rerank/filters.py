@@ -53,14 +53,12 @@ class AvailabilityFilter(Filter):
     def set_available(self, item: int, available: bool) -> None:
         if self.ctx is None:
             raise RuntimeError("available: bind(context) first")
-        if not 0 <= item < len(self.ctx.available):
-            raise IndexError(f"item index {item} outside the catalog of {len(self.ctx.available)}")
-        self.ctx.available[item] = available
+        self.ctx.set_available(item, available)
 
     def excluded(self, query: Query) -> np.ndarray:
         if self.ctx is None:
             return np.zeros(0, np.int64)
-        return np.flatnonzero(~self.ctx.available)
+        return self.ctx.unavailable()
 
 
 class BlockConfig(ComponentConfig):

@@ -69,6 +69,7 @@ class _State:
     open_error: str | None = None
     loader: threading.Thread | None = None
     owns_engine: bool = False
+    ranking_limiter: Any = None
 
     def attach(self, engine: Any) -> None:
         """Serve `engine`; API keys are read from its record store (they live beside the events)."""
@@ -159,6 +160,19 @@ _ERRORS = {401: {"model": s.ErrorOut}, 403: {"model": s.ErrorOut}, 429: {"model"
            503: {"model": s.ErrorOut}}
 # routes with a JSON body: a body that is not even text (invalid UTF-8) is a 400 from FastAPI
 _BODY_ERRORS = {**_ERRORS, 400: {"model": s.ErrorOut}, 413: {"model": s.ErrorOut}}
+
+
+async def _ranked(st: _State, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a ranking call in a worker thread, at most `ranking_threads` at once: the pipeline's
+    work is mostly Python holding the GIL, so many threads at once only add switching (and
+    tail latency) without adding throughput; the others wait their turn in the event loop."""
+    from functools import partial
+
+    import anyio
+
+    if st.ranking_limiter is None:
+        st.ranking_limiter = anyio.CapacityLimiter(st.config.ranking_threads)
+    return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=st.ranking_limiter)
 
 
 def _ranking(st: _State, endpoint: str, r: Any) -> Response:
@@ -363,7 +377,7 @@ def _read_routes(app: FastAPI, st: _State) -> None:
              responses=_ERRORS)
     async def recommend(user_id: UserId, engine: Engine, k: K = 10, explain: Explain = False) -> Response:
         """Top-k items for a user; an unknown or new user gets the fallback (popular) list."""
-        ranking = await run_in_threadpool(engine.recommend, user_id, k, explain=explain)
+        ranking = await _ranked(st, engine.recommend, user_id, k, explain=explain)
         return _ranking(st, "recommend", ranking)
 
     @app.get("/search", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read], responses=_ERRORS)
@@ -377,7 +391,7 @@ def _read_routes(app: FastAPI, st: _State) -> None:
         """Search the catalog (any language the encoder knows), optionally personalised."""
         if not q.strip():
             raise _invalid(["query", "q"], "the query is blank")
-        ranking = await run_in_threadpool(engine.search, q, k, user_id=user_id, explain=explain)
+        ranking = await _ranked(st, engine.search, q, k, user_id=user_id, explain=explain)
         return _ranking(st, "search", ranking)
 
     @app.get("/items/{item_id}/similar", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read],
@@ -385,7 +399,7 @@ def _read_routes(app: FastAPI, st: _State) -> None:
     async def similar(item_id: ItemId, engine: Engine, k: K = 10, explain: Explain = False) -> Response:
         """Items similar to an item (404 when the item is not in the catalog)."""
         try:
-            ranking = await run_in_threadpool(engine.similar, item_id, k, explain=explain)
+            ranking = await _ranked(st, engine.similar, item_id, k, explain=explain)
         except KeyError:
             raise ApiError(404, "not_found", f"item {item_id!r} is not in the catalog") from None
         return _ranking(st, "similar", ranking)
