@@ -263,16 +263,17 @@ class Engine:
         return out
 
     def close(self) -> None:
-        """Stop the scheduler, wait for background training, save the index if the catalog
-        changed (and `save_index_on_close`), flush the ranking log, close the store."""
+        """Stop the scheduler, save the index if the catalog changed (and
+        `save_index_on_close`), flush the ranking log, close the store."""
         if self._closed:
             return
         self._closed = True
         self.ready = False
         self._stop.set()
-        for job in [self._scheduler, *self._jobs]:
-            if job is not None:
-                job.join()
+        if self._scheduler is not None:
+            self._scheduler.join()
+        # a background training is not waited for (a fit can take many minutes): it stops being
+        # served (see _train_now), and its version folder appears whole or not at all
         self.catalog.keyword.wait()
         if self.config.save_index_on_close and self.catalog.dirty:
             with self._write, self._lock.read():
@@ -431,7 +432,7 @@ class Engine:
             self._last_train = time.time()
             version = train_version(self.models_dir, dataset, config=config, overrides=overrides, last_seq=last_seq,
                                     progress=progress)
-            if activate:
+            if activate and not self._closed:
                 progress(f"catching {version.name} up with the events since the fit")
                 self._activate(version)
         except Exception as exc:
