@@ -25,7 +25,7 @@ __all__ = ["MAIN_METRICS", "write_results", "read_results", "rows_table", "rich_
 #: Columns shown in tables, in this order, when at least one row has them.
 MAIN_METRICS = ("NDCG@10", "HR@10", "MRR@10", "Recall@20", "Precision@10", "coverage@10", "ILD@10",
                 "novelty@10", "AUC", "p50_ms", "p99_ms", "req_per_s", "events_per_s")
-ID_COLUMNS = ("dataset", "split", "model", "params")
+ID_COLUMNS = ("dataset", "split", "model", "what", "params")
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
