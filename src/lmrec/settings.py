@@ -70,8 +70,9 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(200, ge=1, description="requests a key may make at once after being idle")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="larger request bodies get 413")
     max_batch: int = Field(1000, ge=1, le=100_000, description="most events / items in one request")
-    ranking_threads: int = Field(2, ge=1, le=64, description="ranking requests (recommend, search, similar) "
-                                                             "computed at once; the others queue")
+    ranking_threads: int = Field(2, ge=1, le=64, description="search and similar requests computed at once; "
+                                                             "the others queue (recommend calls are coalesced "
+                                                             "into batches by the engine)")
     metrics_public: bool = Field(True, description="serve /metrics without a key (it holds no ids)")
     log_raw_ids: bool = Field(False, description="log raw user ids and query text (debugging only)")
     log_hash_key: SecretStr | None = Field(None, description="HMAC key of the masked ids in logs; random per "

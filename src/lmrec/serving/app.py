@@ -163,9 +163,10 @@ _BODY_ERRORS = {**_ERRORS, 400: {"model": s.ErrorOut}, 413: {"model": s.ErrorOut
 
 
 async def _ranked(st: _State, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a ranking call in a worker thread, at most `ranking_threads` at once: the pipeline's
-    work is mostly Python holding the GIL, so many threads at once only add switching (and
-    tail latency) without adding throughput; the others wait their turn in the event loop."""
+    """Run a ranking call in a worker thread, at most `ranking_threads` at once: the work is
+    mostly Python holding the GIL, so many threads at once only add switching (and tail
+    latency) without adding throughput; the others wait their turn in the event loop.
+    (/recommend is not limited here: the engine coalesces concurrent calls into batches.)"""
     from functools import partial
 
     import anyio
@@ -377,7 +378,8 @@ def _read_routes(app: FastAPI, st: _State) -> None:
              responses=_ERRORS)
     async def recommend(user_id: UserId, engine: Engine, k: K = 10, explain: Explain = False) -> Response:
         """Top-k items for a user; an unknown or new user gets the fallback (popular) list."""
-        ranking = await _ranked(st, engine.recommend, user_id, k, explain=explain)
+        # not limited to `ranking_threads`: the engine coalesces concurrent calls into one batch
+        ranking = await run_in_threadpool(engine.recommend, user_id, k, explain=explain)
         return _ranking(st, "recommend", ranking)
 
     @app.get("/search", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read], responses=_ERRORS)

@@ -139,6 +139,9 @@ class Engine:
         self._scheduler: threading.Thread | None = None
         self._jobs: list[threading.Thread] = []
         self.training: dict[str, Any] = {"state": "idle"}
+        self._batch_cond = threading.Condition()
+        self._batch_queue: list[_Pending] = []
+        self._batch_busy = False
         self.index_source = ""  # "loaded" (saved index matched the catalog) or "built" at open
 
     # ==== lifecycle ===========================================================================
@@ -499,25 +502,82 @@ class Engine:
     # ==== reads ===============================================================================
     def recommend(self, user_id: str, k: int = 10, *, explain: bool = False) -> Ranking:
         """The served pipeline's top-k for a user; an unknown user is a user without history
-        (the pipeline's fallback channels serve them)."""
+        (the pipeline's fallback channels serve them).
+
+        Concurrent calls are coalesced: while one batch is being computed, the calls that
+        arrive wait, and the next free caller computes all of them (up to `recommend_batch`)
+        as one pipeline batch. The lists are those of separate calls (every stage works per
+        user); the cost per request falls as load rises, because the pipeline is vectorised
+        across the users of a batch."""
         _check_id(user_id, "user_id")
         _check_k(k)
-        live = self._live
-        t = StageTimer()
-        timings: dict[str, float] = {}
-        with self._lock.read():
-            pipe = live.pipeline
-            ds = pipe.dataset
-            u = ds.users.get(user_id)
-            c = pipe.recommend(u if u >= 0 else ds.n_users, k, explain=explain, timings=timings)
-            ids = ds.items.ids
-            items = [RankedItem(ids[i], round(float(s), 6), tuple(src)) for i, s, src in
-                     zip(c.items.tolist(), c.scores.tolist(), c.sources or [()] * len(c))]
-            if explain and c.explanations is not None:
-                for it, e in zip(items, c.explanations):
-                    it.explanation = e
-        t.ms.update({k_: round(v, 3) for k_, v in timings.items()})
-        return self._ranking("recommend", user_id, items, live.name, t, {"k": k})
+        req = _Pending(user_id, k, explain)
+        if self.config.recommend_batch <= 1:
+            self._compute_batch([req])
+        else:
+            self._coalesced(req)
+        if req.error is not None:
+            raise req.error
+        assert req.ranking is not None
+        return req.ranking
+
+    def _coalesced(self, req: _Pending) -> None:
+        cond = self._batch_cond
+        with cond:
+            self._batch_queue.append(req)
+            while not req.done:
+                if self._batch_busy:
+                    cond.wait()
+                    continue
+                self._batch_busy = True
+                batch = self._batch_queue[:self.config.recommend_batch]
+                del self._batch_queue[:len(batch)]
+                cond.release()
+                try:
+                    self._compute_batch(batch)
+                finally:
+                    cond.acquire()
+                    self._batch_busy = False
+                    cond.notify_all()
+
+    def _compute_batch(self, batch: list[_Pending]) -> None:
+        """Compute pending requests as few pipeline calls (one per explain flag); each gets
+        its own list (the first k of the batch's longest list: every stage is prefix-stable)."""
+        try:
+            live = self._live
+            for explain in (False, True):
+                group = [r for r in batch if r.explain == explain]
+                if not group:
+                    continue
+                t = StageTimer()
+                timings: dict[str, float] = {}
+                with self._lock.read():
+                    pipe = live.pipeline
+                    ds = pipe.dataset
+                    users = [u if (u := ds.users.get(r.user_id)) >= 0 else ds.n_users for r in group]
+                    lists = pipe.recommend(users, max(r.k for r in group), explain=explain, timings=timings)
+                    ids = ds.items.ids
+                    rankings = []
+                    for r, c in zip(group, lists):
+                        c = c.top(r.k)
+                        items = [RankedItem(ids[i], round(float(sc), 6), tuple(src)) for i, sc, src in
+                                 zip(c.items.tolist(), c.scores.tolist(), c.sources or [()] * len(c))]
+                        if explain and c.explanations is not None:
+                            for it, e in zip(items, c.explanations):
+                                it.explanation = e
+                        rankings.append(items)
+                t.ms.update({k_: round(v, 3) for k_, v in timings.items()})
+                if len(group) > 1:
+                    t.ms["batch_size"] = float(len(group))
+                for r, items in zip(group, rankings):
+                    r.ranking = self._ranking("recommend", r.user_id, items, live.name, _copy_timer(t), {"k": r.k})
+        except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error, none hangs
+            for r in batch:
+                if r.ranking is None:
+                    r.error = exc
+        finally:
+            for r in batch:
+                r.done = True
 
     def _profile(self, live: Version, user_id: str) -> np.ndarray | None:
         """The user's language-model profile in the catalog's vector space (recency-weighted
@@ -634,6 +694,25 @@ class Engine:
                     "index": self.config.index, "index_source": self.index_source,
                     "bm25_delta": self.catalog.keyword.delta_size,
                     "applied_seq": self._applied_seq, "ready": self.ready}
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A recommend call waiting for (or in) a coalesced batch."""
+
+    user_id: str
+    k: int
+    explain: bool
+    ranking: Ranking | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+def _copy_timer(t: StageTimer) -> StageTimer:
+    out = StageTimer()
+    out.ms = dict(t.ms)
+    out._t0 = t._t0
+    return out
 
 
 # ==== validation =================================================================================

@@ -60,6 +60,8 @@ class EngineConfig(BaseModel):
     index_build_threads: int | None = Field(None, ge=1, description="threads for a full index build (None: all)")
     item_template: str = Field(TEMPLATES["generic"], description="lmrec.text.templates format string of item text "
                                                                   "({description} is the item's text)")
+    recommend_batch: int = Field(16, ge=1, le=1024, description="concurrent /recommend calls computed as one "
+                                                                "pipeline batch at most (1: no coalescing)")
     search_depth: int = Field(100, ge=1, description="candidates asked from BM25 and dense search")
     rrf_k: float = Field(60.0, gt=0, description="reciprocal rank fusion constant of search")
     personal_weight: float = Field(0.3, ge=0, description="search personalisation, in first-place RRF votes")

@@ -658,3 +658,38 @@ def test_a_restart_serves_the_version_served_last(tmp_path: Path, items: list[It
         assert eng.model_version == kept
     with Engine.open(config(tmp_path / "home", model_version=default)) as eng:  # a pinned version
         assert eng.model_version == default
+
+
+def test_concurrent_recommendations_are_coalesced_into_batches(engine: Engine, items: list[ItemRecord],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    engine.ingest(_toy_events(items))
+    users = [f"u{u}" for u in range(12)] + ["nobody"]
+    alone = {u: [i.item_id for i in engine.recommend(u, k=4 + n % 3).items] for n, u in enumerate(users)}
+    sizes: list[int] = []
+    real = engine._compute_batch
+
+    def slow(batch):  # noqa: ANN001, ANN202 - the first batch is slow, so the others queue behind it
+        sizes.append(len(batch))
+        if len(sizes) == 1:
+            time.sleep(0.3)
+        return real(batch)
+
+    monkeypatch.setattr(engine, "_compute_batch", slow)
+    got: dict[str, list[str]] = {}
+    barrier = threading.Barrier(len(users))
+
+    def call(n: int, u: str) -> None:
+        barrier.wait()
+        if n:
+            time.sleep(0.05)  # after the first call started its batch
+        got[u] = [i.item_id for i in engine.recommend(u, k=4 + n % 3).items]
+
+    threads = [threading.Thread(target=call, args=(n, u)) for n, u in enumerate(users)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert got == alone  # the same lists as one call at a time
+    assert max(sizes) > 1 and sum(sizes) == len(users)
+    with pytest.raises(ValueError, match="k must be"):
+        engine.recommend("u1", k=0)
