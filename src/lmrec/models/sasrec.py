@@ -259,11 +259,14 @@ class SASRec(TorchRecommender):
         for r, q in enumerate(seqs):
             tokens[r, :len(q)] = q + 1
         states = np.zeros((len(seqs), items.shape[1]), np.float32)
-        ok = lengths > 0
-        if ok.any():
-            with torch_threads(self.config.threads), torch.no_grad():
-                states[ok] = self.network.user_states(torch.from_numpy(tokens[ok]), torch.from_numpy(lengths[ok]),
-                                                      table).numpy()
+        with torch_threads(self.config.threads), torch.no_grad():
+            # one sequence at a time: a padded batch gives the same states up to float rounding,
+            # and that rounding would make a user's list depend on who else is in the batch
+            # (offline evaluation batches users, a service request is one user)
+            for r in np.flatnonzero(lengths > 0).tolist():
+                n = int(lengths[r])
+                states[r] = self.network.user_states(torch.from_numpy(tokens[r:r + 1, :n]),
+                                                     torch.from_numpy(lengths[r:r + 1]), table).numpy()[0]
         if getattr(self, "_vectors", None) is None:
             self._vectors = VectorCache()
         stats, ann = self._vectors.get(items, None, self.n_items, self.retrieval)
