@@ -55,7 +55,7 @@ def eval_command(
 ) -> None:
     """Evaluate one model with the full-ranking protocol and print the metrics."""
     from lmrec.component import DEFAULT_GRIDS, create, model_names
-    from lmrec.eval.report import rich_table
+    from lmrec.eval.report import fairness_rich_tables, rich_tables
 
     if model not in model_names():
         raise fail(f"unknown model {model!r}; known: {', '.join(model_names())}")
@@ -78,7 +78,10 @@ def eval_command(
         rows = run_models(ds, split, [(model, fixed, grid)], save_recs=save_recs, k=k)
     except ValueError as e:
         raise fail(str(e)) from None
-    console.print(rich_table(rows))
+    for table in rich_tables(rows, width=console.width):  # split so each fits the terminal
+        console.print(table)
+    for table in fairness_rich_tables(rows):  # popularity bias and NDCG per user group
+        console.print(table)
     if save_recs:
         console.print(f"top-{k} lists written to {save_recs}")
     if out:

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.splits import Split
+from lmrec.eval import fairness as F
 from lmrec.eval import metrics as M
 from lmrec.types import topk_indices
 
@@ -56,9 +57,11 @@ class _FnScorer:
 class EvalResult:
     """Metrics of one evaluation run.
 
-    `metrics` holds means over evaluated users (and catalog-level values such as coverage),
-    `per_user` one value per evaluated user for each per-user metric, aligned with `users`
-    (user indices). `recs` / `scores` are each user's top max(ks) items and their scores
+    `metrics` holds means over evaluated users (and catalog-level values such as coverage,
+    exposure Gini and long-tail share), `per_user` one value per evaluated user for each
+    per-user metric, aligned with `users` (user indices). `groups` holds NDCG and HR at the
+    headline cut-off per user group: {"activity": [{"group": "d1", "users": 95, "NDCG@10": ...},
+    ...], "gender": ..., "age": ...} (see `lmrec.eval.fairness`). `recs` / `scores` are each user's top max(ks) items and their scores
     (item -1 / score -inf pad short lists), kept when `keep_recs=True`.
     """
 
@@ -68,6 +71,7 @@ class EvalResult:
     recs: np.ndarray | None = None
     scores: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items() if "@10" in k)
@@ -94,6 +98,8 @@ class EvalResult:
             if name in self.per_user:
                 row[f"{name}_se"] = round(self.se(name), 6)
         row["users"] = len(self.users)
+        if self.groups:
+            row["groups"] = self.groups
         row.update({k: v for k, v in extra.items() if k not in front})
         return row
 
@@ -157,8 +163,11 @@ def evaluate(
     returning (len(users), n_items) scores. Items seen in train (and valid, at test time) are
     masked; candidate restrictions of the split apply. Truth is the stage's de-duplicated
     items per user, minus masked and non-candidate items; users left without truth are not
-    evaluated. Metrics: HR, NDCG, MRR, Recall, Precision, coverage and novelty at each k, and
-    ILD when `item_vectors` or `item_categories` is given.
+    evaluated. Metrics: HR, NDCG, MRR, Recall, Precision, coverage, novelty, exposure Gini
+    (`gini@k`) and long-tail share (`longtail@k`) at each k, and ILD when `item_vectors` or
+    `item_categories` is given; NDCG and HR per user group (activity deciles, and gender / age
+    when the data set has those user attributes) in `EvalResult.groups`. The popular head is
+    fixed by the stage's seen data (see `lmrec.eval.fairness`).
 
     `tie_break`: "index" (equal scores go to the lower item index) or "random" (a seeded
     random order of items, so a model that cannot tell items apart, such as popularity on
@@ -246,19 +255,31 @@ def evaluate(
 
     pu = {n: np.concatenate(per_user[n]) for n in names}
     means = {n: float(v.mean()) if len(v) else float("nan") for n, v in pu.items()}
+    popularity = F.item_popularity(seen, n_items)
+    head = F.head_items(popularity)
     for k in ks:
         means[f"coverage@{k}"] = M.coverage(recs, n_rankable, k) if len(users) and n_rankable else 0.0
+        means[f"gini@{k}"] = F.exposure_gini(recs, cand if cand is not None else n_items, k) \
+            if len(users) and n_rankable else float("nan")
+        means[f"longtail@{k}"] = F.long_tail_share(recs, head, k) if len(users) else float("nan")
+    head_k = 10 if 10 in ks else ks[0]
+    groups = {}
+    if len(users):
+        activity = np.diff(seen.indptr)[users]
+        by = F.user_groups(users, activity, ds.user_attributes)
+        groups = F.group_metrics(pu, by, [f"NDCG@{head_k}", f"HR@{head_k}"])
     info = {
         "stage": stage, "ks": ks, "users_evaluated": int(len(users)),
         "users_with_stage_events": n_stage_users,
         "truth_items": int(truth.nnz), "truth_dropped_seen": n_seen_dropped,
         "truth_dropped_not_candidate": int(n_outside), "rankable_items": int(n_rankable),
+        "head_items": int(head.sum()),
         "eval_s": round(time.perf_counter() - t0, 3),
     }
     if not len(users):
         warnings.warn(f"no user has {stage} items left to evaluate", stacklevel=2)
     return EvalResult(metrics=means, per_user=pu, users=users, recs=recs if keep_recs else None,
-                      scores=rec_scores if keep_recs else None, info=info)
+                      scores=rec_scores if keep_recs else None, info=info, groups=groups)
 
 
 def evaluate_scores(score_fn: Callable[[np.ndarray], np.ndarray], split: Split, **kwargs: Any) -> EvalResult:

@@ -19,13 +19,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MAIN_METRICS", "write_results", "read_results", "rows_table", "rich_table", "plot_metric",
-           "machine_description", "git_commit"]
+__all__ = ["MAIN_METRICS", "FAIRNESS_METRICS", "write_results", "read_results", "rows_table", "rich_table", "rich_tables",
+           "fairness_markdown", "fairness_rich_tables", "plot_metric", "machine_description", "git_commit"]
 
 #: Columns shown in tables, in this order, when at least one row has them.
 MAIN_METRICS = ("NDCG@10", "HR@10", "MRR@10", "Recall@20", "Precision@10", "coverage@10", "ILD@10",
                 "novelty@10", "AUC", "p50_ms", "p99_ms", "req_per_s", "events_per_s")
 ID_COLUMNS = ("dataset", "split", "model", "what", "params")
+#: Columns of the popularity-bias table (a separate table, so each one fits 80 columns).
+FAIRNESS_METRICS = ("NDCG@10", "coverage@10", "gini@10", "longtail@10")
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -84,8 +86,9 @@ def write_results(benchmark: str, rows: list[dict[str, Any]], command: str,
            "date": _dt.date.today().isoformat(), "machine": machine_description(), "rows": _jsonable(rows)}
     json_path = out / f"{benchmark}.json"
     json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    fair = fairness_markdown(rows)
     md = (f"# {benchmark}\n\n`{command}`\n\ncommit {doc['git_commit']}, {doc['date']}, {doc['machine']}\n\n"
-          f"{rows_table(rows)}\n" + (f"\n{notes}\n" if notes else ""))
+          f"{rows_table(rows)}\n" + (f"\n{fair}\n" if fair else "") + (f"\n{notes}\n" if notes else ""))
     md_path = out / f"{benchmark}.md"
     md_path.write_text(md, encoding="utf-8")
     return json_path, md_path
@@ -169,6 +172,140 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
     for r in rows:
         t.add_row(*(_cell(r, c) for c in cols))
     return t
+
+
+def rich_tables(rows: Sequence[dict[str, Any]], width: int = 80, title: str | None = None) -> list[Any]:
+    """`rich_table`'s columns split over as many tables as it takes for each to fit `width`
+    characters; every table after the first repeats the model column."""
+    from rich.table import Table
+
+    cols = _columns(rows)
+    if not cols:
+        return [rich_table(rows, title)]
+
+    def w(c: str) -> int:
+        return max([len(c)] + [len(_cell(r, c)) for r in rows]) + 3
+
+    key = "model" if "model" in cols else cols[0]
+    chunks: list[list[str]] = [[]]
+    used = 1
+    for c in cols:
+        if chunks[-1] and used + w(c) > width:
+            chunks.append([key] if c != key else [])
+            used = 1 + (w(key) if c != key else 0)
+        chunks[-1].append(c)
+        used += w(c)
+    tables = []
+    for j, chunk in enumerate(chunks):
+        t = Table(title=title if j == 0 else None)
+        for c in chunk:
+            t.add_column(c, justify="left" if c in ID_COLUMNS else "right")
+        for r in rows:
+            t.add_row(*(_cell(r, c) for c in chunk))
+        tables.append(t)
+    return tables
+
+
+def _row_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A short, unique label per row: `label` if set, else the model (with params when two rows
+    share a model)."""
+    base = [str(r.get("label") or r.get("model") or r.get("what") or f"row {j + 1}") for j, r in enumerate(rows)]
+    out = []
+    for j, (b, r) in enumerate(zip(base, rows)):
+        if base.count(b) > 1 and not r.get("label"):
+            p = format_params(r.get("params"))
+            b = f"{b} ({p})" if p else f"{b} #{j + 1}"
+        if "dataset" in r and len({x.get("dataset") for x in rows}) > 1:
+            b = f"{r['dataset']}: {b}"
+        out.append(b)
+    return out
+
+
+def _fair_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if any(m in r for m in FAIRNESS_METRICS[2:])]
+
+
+def _group_head(rows: Sequence[dict[str, Any]]) -> str:
+    keys = {k for r in rows for g in (r.get("groups") or {}).values() for x in g for k in x}
+    return next((k for k in sorted(keys) if k.startswith("NDCG@") and not k.endswith("_se")), "NDCG@10")
+
+
+def _group_grid(rows: Sequence[dict[str, Any]], by: str) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of one grouping: a row per group (users, what it covers), a column of
+    NDCG per result row."""
+    metric = _group_head(rows)
+    labels = _row_labels(rows)
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        for g in (r.get("groups") or {}).get(by, []):
+            groups.setdefault(g["group"], {"users": g.get("users"), "about": g.get("about", "")})
+    about = any(v["about"] for v in groups.values())
+    header = [by] + (["range"] if about else []) + ["users"] + (
+        [metric] if len(rows) == 1 else [f"{metric} {lab}" for lab in labels])
+    cells = []
+    for name, meta in groups.items():
+        line = [name] + ([meta["about"]] if about else []) + [str(meta["users"])]
+        for r in rows:
+            hit = next((g for g in (r.get("groups") or {}).get(by, []) if g["group"] == name), None)
+            v = None if hit is None else hit.get(metric)
+            line.append("-" if v is None else f"{float(v):.4f}")
+        cells.append(line)
+    return header, cells
+
+
+def _groupings(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(by for r in rows for by in (r.get("groups") or {})))
+
+
+def fairness_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown: a popularity-bias table (NDCG, coverage, exposure Gini, long-tail share per row)
+    and one table per user grouping (NDCG per group); "" when no row has these figures."""
+    fair = _fair_rows(rows)
+    if not fair:
+        return ""
+    labels = _row_labels(fair)
+    cols = [c for c in FAIRNESS_METRICS if any(c in r for r in fair)]
+    out = ["## Popularity bias", "",
+           "gini: exposure Gini of the items' top-10 appearances over the catalog (0 = equal); "
+           "longtail: share of top-10 slots given to items outside the 20% most popular of the "
+           "training data (see `lmrec.eval.fairness`).", "",
+           "| " + " | ".join(["model"] + cols) + " |", "|" + "|".join("---" for _ in range(len(cols) + 1)) + "|"]
+    for lab, r in zip(labels, fair):
+        vals = ["-" if r.get(c) is None else f"{float(r[c]):.4f}" for c in cols]
+        out.append("| " + " | ".join([lab.replace("|", "\\|")] + vals) + " |")
+    for by in _groupings(fair):
+        header, cells = _group_grid(fair, by)
+        out += ["", f"### {_group_head(fair)} by {by}" + (" decile (training items per user)" if by == "activity" else ""),
+                "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
+    return "\n".join(out)
+
+
+def fairness_rich_tables(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The tables of `fairness_markdown` as rich Tables for the terminal (each fits 80 columns
+    for one or two result rows)."""
+    from rich.table import Table
+
+    fair = _fair_rows(rows)
+    if not fair:
+        return []
+    cols = [c for c in FAIRNESS_METRICS if any(c in r for r in fair)]
+    t = Table(title="popularity bias (top 10)")
+    t.add_column("model")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for lab, r in zip(_row_labels(fair), fair):
+        t.add_row(lab, *("-" if r.get(c) is None else f"{float(r[c]):.4f}" for c in cols))
+    tables = [t]
+    for by in _groupings(fair):
+        header, cells = _group_grid(fair, by)
+        g = Table(title=f"{_group_head(fair)} by {by}")
+        for j, h in enumerate(header):
+            g.add_column(h, justify="left" if j == 0 else "right")
+        for line in cells:
+            g.add_row(*line)
+        tables.append(g)
+    return tables
 
 
 def _value(row: dict[str, Any], key: str) -> Any:
