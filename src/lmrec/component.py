@@ -200,7 +200,7 @@ for _name, _path in {"seen": "filters:SeenFilter", "available": "filters:Availab
                      "blocked": "filters:BlockFilter", "mmr": "diversity:MMR",
                      "category-run": "diversity:CategoryRunLimit", "sim-threshold": "diversity:SimilarityThreshold",
                      "thompson": "exploration:ThompsonSampling", "ucb": "exploration:UCB",
-                     "gumbel": "exploration:GumbelTopK"}.items():
+                     "gumbel": "exploration:GumbelTopK", "longtail": "longtail:LongTailReranker"}.items():
     RERANKERS.register(_name, f"lmrec.rerank.{_path}")
 
 

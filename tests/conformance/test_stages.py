@@ -19,6 +19,7 @@ from lmrec.component import RERANKERS
 from lmrec.rerank.diversity import MMR, CategoryRunLimit, SimilarityThreshold
 from lmrec.rerank.exploration import UCB, GumbelTopK, ThompsonSampling
 from lmrec.rerank.filters import AvailabilityFilter, BlockFilter, SeenFilter
+from lmrec.rerank.longtail import LongTailReranker
 from lmrec.testing.stage_conformance import (FeatureConformance, PipelineConformance, RankerConformance,
                                              RerankerConformance, StageData)
 
@@ -142,6 +143,14 @@ class TestUCB(RerankerConformance):
 
 class TestGumbel(RerankerConformance):
     reranker_factory = staticmethod(lambda: GumbelTopK(temperature=0.7, seed=5))
+
+
+class TestLongTailXQuAD(RerankerConformance):
+    reranker_factory = staticmethod(lambda: LongTailReranker(strength=0.5, target="user"))
+
+
+class TestLongTailPenalty(RerankerConformance):
+    reranker_factory = staticmethod(lambda: LongTailReranker(strength=0.5, method="penalty"))
 
 
 # --- the pipeline as a Recommender -----------------------------------------------------------

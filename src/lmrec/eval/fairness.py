@@ -64,11 +64,15 @@ def head_items(popularity: np.ndarray, share: float = HEAD_SHARE) -> np.ndarray:
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"share must be in [0, 1], got {share}")
     pop = np.asarray(popularity, np.float64)
-    n_head = min(math.ceil(share * len(pop)), int((pop > 0).sum()))
-    mask = np.zeros(len(pop), bool)
+    n = len(pop)
+    n_head = min(math.ceil(share * n - 1e-9), int((pop > 0).sum()))
+    mask = np.zeros(n, bool)
     if n_head > 0:
-        order = np.lexsort((np.arange(len(pop)), -pop))  # most popular first, ties to the lower index
-        mask[order[:n_head]] = True
+        # O(n): the n_head-th largest value, everything above it, then ties at it by lower index
+        # (cheap enough for a re-ranker to redo after a batch of events)
+        thr = np.partition(pop, n - n_head)[n - n_head]
+        mask = pop > thr
+        mask[np.flatnonzero(pop == thr)[: n_head - int(mask.sum())]] = True
     return mask
 
 
