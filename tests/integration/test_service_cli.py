@@ -19,7 +19,7 @@ runner = CliRunner()
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     home = tmp_path / "home"
     res = runner.invoke(app, ["keys", "create", "--home", str(home), "--name", "ci bot", "--scopes", "read,write",
-                              "--quiet"])
+                              "--quiet", "--create"])
     assert res.exit_code == 0, res.output
     key = res.output.strip()
     key_id, secret = parse_key(key)
@@ -39,7 +39,8 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
 
 def test_keys_create_refuses_bad_input(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["keys", "create", "--home", str(tmp_path), "--name", "x", "--scopes", "read,root"])
+    res = runner.invoke(app, ["keys", "create", "--home", str(tmp_path), "--name", "x", "--scopes", "read,root",
+                              "--create"])
     assert res.exit_code == 1 and "unknown scope 'root'" in res.output
     res = runner.invoke(app, ["keys", "create", "--name", "x"])
     assert res.exit_code == 1 and "--home" in res.output
@@ -63,13 +64,35 @@ def test_demo_smoke_runs_every_example(tmp_path: Path) -> None:
     for ex in demo_examples("demo"):
         assert ex.title in text
     assert "new-demo-item" in res.output and "-> 200" in res.output and "-> 4" not in res.output
-    # the home is kept and reused: a second smoke run does not seed twice
+    first_key = (tmp_path / "demo" / "demo-admin.key").read_text().strip()
+    seeded = _counts(tmp_path / "demo")
+    # the home is kept and reused: a second run neither seeds again nor adds a key, and says so
     again = runner.invoke(app, ["demo", "--smoke", "--encoder", "fake", "--home", str(tmp_path / "demo")])
-    assert again.exit_code == 0
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())
+    assert "reused (its events and items as the last run left them; --reset starts over)" in text
+    assert "admin key reused" in text
     store = open_store(f"sqlite:///{tmp_path}/demo/lmrec.db")
-    n_admin_keys = len(store.api_keys())
+    keys = store.api_keys()
     store.close()
-    assert n_admin_keys == 2
+    assert len(keys) == 1 and (tmp_path / "demo" / "demo-admin.key").read_text().strip() == first_key
+    assert (tmp_path / "demo" / "demo-admin.key").stat().st_mode & 0o077 == 0      # owner-only
+    assert _counts(tmp_path / "demo")[1] == seeded[1] + 1      # the first run's posted click was kept
+    # --reset: back to the generated data (the posted click is gone) with a new key
+    reset = runner.invoke(app, ["demo", "--smoke", "--reset", "--encoder", "fake", "--home", str(tmp_path / "demo")])
+    assert reset.exit_code == 0, reset.output
+    assert "removed lmrec.db" in " ".join(reset.output.split()) and "admin key created" in " ".join(reset.output.split())
+    assert _counts(tmp_path / "demo")[1] == seeded[1] and (tmp_path / "demo" / "demo-admin.key").read_text().strip() \
+        != first_key
+
+
+def _counts(home: Path) -> tuple[int, int, int]:
+    """(items, events, active keys) of a home's store."""
+    store = open_store(f"sqlite:///{home}/lmrec.db")
+    try:
+        return store.count_items(), store.count_events(), sum(not k.revoked for k in store.api_keys())
+    finally:
+        store.close()
 
 
 def test_demo_curl_examples_are_printable() -> None:

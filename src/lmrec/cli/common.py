@@ -14,9 +14,21 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print a red error line and return an Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Print a red error line on stderr and return an Exit to raise.
+
+    The message is printed as given (no markup, so `events[3]` stays as written) and is not
+    wrapped at the terminal width: one problem, one line, which a script can grep."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message with the lines joined (a database driver's
+    error spans several), or its type when it has no message."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
 
 
 def parse_params(text: str | None) -> dict[str, Any]:

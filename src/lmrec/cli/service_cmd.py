@@ -7,12 +7,14 @@ the same examples in-process instead and exits (what CI runs).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shlex
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -35,19 +37,52 @@ def _store_url(home: Optional[Path], store_url: Optional[str]) -> str:
         return store_url
     if home is None:
         raise fail("give --home DIR or --store-url URL")
-    return f"sqlite:///{home.expanduser().resolve()}/lmrec.db"
+    return f"sqlite:///{_check_home(home, create=False)}/lmrec.db"
 
 
-def _open_store(home: Optional[Path], store_url: Optional[str]) -> Any:
+def _sqlite_file(url: str) -> Optional[Path]:
+    """The database file of a sqlite URL (None in memory); a malformed URL is a CLI error."""
+    from lmrec.stores.sql import SQLiteStore
+
+    try:
+        return SQLiteStore._path(url)
+    except ValueError as e:
+        raise fail(f"--store-url: {e}") from None
+
+
+def _open_store(home: Optional[Path], store_url: Optional[str], *, create: bool = False,
+                hint: str = "a new store is made by `lmrec serve` or `lmrec keys create --create`") -> Any:
+    """The record store of --home / --store-url. An existing SQLite file is required unless
+    `create`: a misspelt --home must not silently start a second, empty database (whose keys
+    the service would never see)."""
     from lmrec.stores.sql import open_store
 
+    if home is not None and not store_url:
+        _check_home(home, create=create)
     url = _store_url(home, store_url)
-    if url.startswith("sqlite:///") and home is not None:
-        home.expanduser().mkdir(parents=True, exist_ok=True)
+    if url.lower().startswith("sqlite:"):
+        path = _sqlite_file(url)
+        if path is not None and not path.is_file():
+            if path.exists():
+                raise fail(f"{path} is not a database file")
+            if not create:
+                raise fail(f"no lmrec store at {path}: check --home / --store-url ({hint})")
+    return open_store_or_fail(url)
+
+
+def open_store_or_fail(url: str) -> Any:
+    """`open_store(url)`; a bad URL, an unreachable server or an unwritable file is one CLI
+    error line (the URL's password is never printed)."""
+    from lmrec.cli.common import one_line
+    from lmrec.stores.sql import open_store, redact_url
+
     try:
         return open_store(url)
+    except ImportError as e:
+        raise fail(f"cannot open the store {redact_url(url)}: {one_line(e)} (pip install 'lmrec[serve]')") from None
     except Exception as e:  # noqa: BLE001 - a bad URL or unreachable server is a CLI error
-        raise fail(f"cannot open the store: {e}") from None
+        msg, shown = one_line(e), redact_url(url)
+        raise fail(f"cannot open the store {msg if msg.startswith(shown) else f'{shown}: {msg}'}") from None
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -91,15 +126,17 @@ def serve_command(
     run_server(cfg, log_level)
 
 
-def build_config(home: Optional[Path], engine_extra: dict[str, Any] | None = None, **options: Any) -> Any:
+def build_config(home: Optional[Path], engine_extra: dict[str, Any] | None = None, *, create_home: bool = True,
+                 **options: Any) -> Any:
     """A ServiceConfig from the CLI options (and engine settings) over LMREC_* variables and
-    lmrec.toml; a bad setting or home is a CLI error, not a traceback."""
+    lmrec.toml; a bad setting or home is a CLI error, not a traceback. The home folder is
+    created unless `create_home` is False (commands that only read an existing home)."""
     from lmrec.serving.config import ServiceConfig
     from lmrec.settings import SettingsError, load_settings
 
     engine: dict[str, Any] = dict(engine_extra or {})
     if home is not None:
-        engine["home"] = _check_home(home)
+        engine["home"] = _check_home(home, create=create_home)
     for name in ("store_url", "encoder", "index", "config"):
         if options.get(name) is not None:
             engine[name] = options[name]
@@ -112,24 +149,29 @@ def build_config(home: Optional[Path], engine_extra: dict[str, Any] | None = Non
     try:
         cfg = load_settings(ServiceConfig, **({"engine": engine} if engine else {}), **service)
     except SettingsError as e:
-        msg = str(e)
+        head, _, rest = str(e).partition("\n")
+        msg = head + " " + "; ".join(line.strip() for line in rest.splitlines() if line.strip())
         if "engine" in msg and "home" in msg and "Field required" in msg:
-            msg += "\n  (give --home DIR, or set [engine] home in lmrec.toml)"
+            msg += " (give --home DIR, or set [engine] home in lmrec.toml)"
         raise fail(msg) from None
-    _check_home(cfg.engine.home)
+    cfg.engine.home = _check_home(cfg.engine.home, create=create_home)
     return cfg
 
 
-def _check_home(home: Path) -> Path:
-    """The service home as an absolute path; a file, or a folder that cannot be created, is a
-    clear CLI error."""
+def _check_home(home: Path, *, create: bool = True) -> Path:
+    """The service home as an absolute path (created when `create`); a file, or a folder that
+    cannot be created or written, is a clear CLI error."""
     home = home.expanduser().resolve()
     if home.exists() and not home.is_dir():
         raise fail(f"--home {home} is a file, not a folder: give the service's home folder")
+    if not create:
+        return home
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise fail(f"--home {home}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise fail(f"--home {home}: the folder is not writable")
     return home
 
 
@@ -152,7 +194,7 @@ def train_command(
     from lmrec.cli.common import parse_params
 
     configure_logging("info")
-    cfg = build_config(home, store_url=store_url, encoder=encoder, config=config)
+    cfg = build_config(home, store_url=store_url, encoder=encoder, config=config, create_home=False)
     params = parse_params(overrides) if overrides else None
     from lmrec.serving.versions import store_dataset, train_version
 
@@ -164,12 +206,7 @@ def train_command(
         load_spec(engine_cfg.config, ov)
     except (ValueError, FileNotFoundError) as e:
         raise fail(f"--config: {e}") from None
-    from lmrec.stores.sql import open_store
-
-    try:
-        store = open_store(engine_cfg.resolved_store_url())
-    except Exception as e:  # noqa: BLE001 - a bad URL or unreachable server is a CLI error
-        raise fail(f"cannot open the store: {e}") from None
+    store = _open_store(None, engine_cfg.resolved_store_url())   # an existing store: nothing to fit otherwise
     log = logging.getLogger("lmrec.train")
     try:
         ds, last_seq = store_dataset(store, kinds=engine_cfg.train_kinds, template=engine_cfg.item_template,
@@ -195,11 +232,19 @@ def train_command(
 
 
 def run_server(config: Any, log_level: str = "info") -> None:
-    """Serve `config` with uvicorn in this process until interrupted."""
+    """Serve `config` with uvicorn in this process until interrupted.
+
+    Checked first, each a one-line error and exit code 1: the record store opens (URL, server,
+    file) and the port is free. An engine that then fails to open (a broken saved version, a
+    missing encoder) also ends the process with one line, rather than a server answering 503."""
+    import threading
+
     import uvicorn
 
     from lmrec.serving.app import create_app
 
+    check_port(config.host, config.port)
+    open_store_or_fail(config.store_url()).close()
     configure_logging(log_level)
     if not config.auth_enabled:
         console.print("[bold yellow]warning:[/] authentication is OFF (--no-auth): anyone who can reach "
@@ -209,8 +254,53 @@ def run_server(config: Any, log_level: str = "info") -> None:
     # uvicorn's own access log prints raw paths (user ids, queries): the app logs a masked line instead.
     # Keep-alive outlasts the 60 s idle timeout of common load balancers, so the server is never the
     # side that closes a pooled connection just as a client reuses it.
-    uvicorn.run(app, host=config.host, port=config.port, workers=1, access_log=False, log_config=None,
-                log_level=log_level.lower(), timeout_keep_alive=65, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, workers=1, access_log=False,
+                                           log_config=None, log_level=log_level.lower(), timeout_keep_alive=65,
+                                           timeout_graceful_shutdown=10))
+    failed: list[str] = []
+
+    def watch_open() -> None:
+        st = app.state.service
+        while not server.should_exit:
+            if st.open_error:
+                failed.append(st.open_message or st.open_error)
+                server.should_exit = True
+                return
+            if st.ready:
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=watch_open, name="lmrec-open-watch", daemon=True).start()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # pragma: no cover - Ctrl-C during start-up
+        pass
+    if failed:
+        raise fail(f"the engine failed to open: {failed[0]}")
+    if not server.started and not failed:
+        raise fail(f"the server did not start on {config.host}:{config.port} (see the log above)")
+
+
+def check_port(host: str, port: int) -> None:
+    """A one-line error when `host:port` cannot be listened on (in use, not an address here,
+    a privileged port)."""
+    import socket
+
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise fail(f"--host {host}: cannot resolve the address ({e.strerror or e})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            hint = " (another process is listening there: stop it or choose another --port)" \
+                if e.errno == errno.EADDRINUSE else ""
+            raise fail(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
 
 
 # ---- keys -------------------------------------------------------------------------------------------
@@ -221,11 +311,14 @@ def keys_create(
     home: Optional[Path] = HomeOpt,
     store_url: Optional[str] = StoreOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the key (for scripts)."),
+    create: bool = typer.Option(False, "--create", help="Create the home's store when there is none yet (without "
+                                "it, a home with no store is an error: a misspelt --home would otherwise get a new, "
+                                "empty store whose key the service never sees)."),
 ) -> None:
     """Create an API key and print it once: only its hash is stored."""
     from lmrec.serving.auth import create_api_key
 
-    store = _open_store(home, store_url)
+    store = _open_store(home, store_url, create=create, hint="give --create to start a new, empty store there")
     try:
         key, record = create_api_key(store, name, scopes.split(","))
     except ValueError as e:
@@ -264,7 +357,12 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id (the part aft
                 home: Optional[Path] = HomeOpt, store_url: Optional[str] = StoreOpt) -> None:
     """Revoke an API key (a running service stops accepting it within auth_cache_seconds)."""
     if key_id.startswith("lmr_"):
-        key_id = key_id.split("_")[1]
+        from lmrec.serving.auth import AuthError, parse_key
+
+        try:
+            key_id = parse_key(key_id)[0]
+        except AuthError as e:
+            raise fail(f"{e.reason} (give the key id shown by `lmrec keys list`, or the whole key)") from None
     store = _open_store(home, store_url)
     try:
         done = store.revoke_api_key(key_id)
@@ -332,7 +430,8 @@ def seed_home(config: Any, dataset: str, data_dir: Optional[Path]) -> dict[str, 
     config.engine.home.mkdir(parents=True, exist_ok=True)
     store = open_store(config.store_url())
     try:
-        if store.count_items() == 0:
+        reused = store.count_items() > 0
+        if not reused:
             if dataset == "demo":
                 from lmrec.serving.demo import seed_demo
 
@@ -340,9 +439,57 @@ def seed_home(config: Any, dataset: str, data_dir: Optional[Path]) -> dict[str, 
                     seed_demo(store)
             else:
                 _seed_movielens(store, data_dir)
-        return {"items": store.count_items(), "events": store.count_events()}
+        return {"items": store.count_items(), "events": store.count_events(), "reused": reused}
     finally:
         store.close()
+
+
+#: what lmrec writes into a service home: `demo --reset` removes these and nothing else
+HOME_ENTRIES = ("lmrec.db", "lmrec.db-wal", "lmrec.db-shm", "lmrec.db-journal", "index", "models", "embeddings",
+                "demo-admin.key")
+DEMO_KEY_FILE = "demo-admin.key"
+
+
+def reset_home(home: Path) -> list[str]:
+    """Delete what lmrec wrote in `home` (the store, index, models, embeddings, demo key);
+    other files are left alone. Returns the names removed."""
+    import shutil
+
+    removed = []
+    for name in HOME_ENTRIES:
+        path = home / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+        except OSError as e:
+            raise fail(f"--reset: cannot remove {path} ({e.strerror or e})") from None
+        removed.append(name)
+    return removed
+
+
+def demo_key(store: Any, home: Path, dataset: str) -> tuple[str, bool]:
+    """The demo's admin key: the one saved in <home>/demo-admin.key while the store still
+    accepts it (True), else a new key, saved there with owner-only permissions (False). So a
+    re-run of the demo adds no key and the exported LMREC_KEY keeps working."""
+    from lmrec.serving.auth import AuthError, ApiKeyVerifier, create_api_key
+
+    path = home / DEMO_KEY_FILE
+    if path.is_file():
+        saved = path.read_text(encoding="utf-8").strip()
+        try:
+            ApiKeyVerifier(store, cache_seconds=0).verify(saved)
+            return saved, True
+        except AuthError:
+            pass   # revoked, or from a store that was replaced: make a new one
+    key, _ = create_api_key(store, f"demo-admin-{dataset}", ["admin"])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return key, False
 
 
 def _seed_movielens(store: Any, data_dir: Optional[Path]) -> None:
@@ -383,8 +530,14 @@ def demo_command(
                                                               "catalog has Chinese items), minilm, fake ..."),
     eval_: bool = typer.Option(False, "--eval", help="Instead: evaluate the baselines (same as `lmrec bench-demo`)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
+    reset: bool = typer.Option(False, "--reset", help="Start the demo home over: delete its store, index, models "
+                               "and demo key, then seed it again (without it a re-run keeps what was posted)."),
 ) -> None:
-    """Serve a ready-made shop (or MovieLens-100k) and print curl examples; works offline."""
+    """Serve a ready-made shop (or MovieLens-100k) and print curl examples; works offline.
+
+    The home is kept between runs: a second run serves the same store (with the events and
+    items posted meanwhile) and the same admin key (kept in <home>/demo-admin.key, readable by
+    you only); `--reset` starts over from the generated data."""
     if eval_:
         from lmrec.cli.eval_cmd import demo_command as eval_demo
 
@@ -397,18 +550,21 @@ def demo_command(
         if home is None:
             home = Path(tmp) if smoke else _cache_dir() / "demo" / dataset
         # one embedding cache for every demo home: a re-run (or a --smoke in a fresh folder) embeds nothing again
+        if reset:
+            removed = reset_home(_check_home(home))
+            console.print(f"reset {home}: removed {', '.join(removed) if removed else 'nothing (it was empty)'}")
         config = build_config(home, {"embedding_cache": _cache_dir() / "embeddings", "progress": True},
                               host=host, port=port, encoder=encoder)
         summary = seed_home(config, dataset, data_dir)
         store = _open_store(None, config.store_url())
         try:
-            from lmrec.serving.auth import create_api_key
-
-            key, _ = create_api_key(store, f"demo-admin-{dataset}", ["admin"])
+            key, reused = demo_key(store, config.engine.home, dataset)
         finally:
             store.close()
-        console.print(f"[bold]{dataset}[/] home {home}: {summary['items']} items, {summary['events']} events; "
-                      f"encoder {encoder}")
+        state = "reused (its events and items as the last run left them; --reset starts over)" \
+            if summary["reused"] else "new"
+        console.print(f"[bold]{dataset}[/] home {home}, {state}: {summary['items']} items, {summary['events']} "
+                      f"events; encoder {encoder}; admin key {'reused' if reused else 'created'}")
         examples = demo_examples(dataset)
         if smoke:
             raise typer.Exit(run_smoke(config, key, examples))

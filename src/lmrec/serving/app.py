@@ -67,6 +67,7 @@ class _State:
     engine: Any = None
     verifier: ApiKeyVerifier | None = None
     open_error: str | None = None
+    open_message: str | None = None   # the open failure as one line, for the log and the CLI (not for clients)
     loader: threading.Thread | None = None
     owns_engine: bool = False
     ranking_limiter: Any = None
@@ -212,7 +213,7 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
             if st.owns_engine and st.engine is not None:
                 await run_in_threadpool(st.engine.close)
             # back to the state before start-up, so the app can be started again (tests do)
-            st.engine = st.verifier = st.loader = st.open_error = None
+            st.engine = st.verifier = st.loader = st.open_error = st.open_message = None
             limits.__exit__(None, None, None)
 
     # max_body_size: Starlette's limit, enforced from Content-Length and while a body streams in (413)
@@ -251,7 +252,10 @@ def _open_engine(st: _State) -> None:
         st.attach(engine)
     except Exception as exc:  # noqa: BLE001 - reported by /ready and /health instead of killing the server
         st.open_error = f"{type(exc).__name__}"
-        log.error("engine failed to open: %s", exception_summary(exc, raw=True))
+        text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        st.open_message = f"{type(exc).__name__}: {text}" if text else st.open_error
+        log.error("engine failed to open: %s", st.open_message)
+        log.debug("engine open failure: %s", exception_summary(exc, raw=True))
         return
     _limit_torch(st.config.engine.blas_threads)
     log.info("engine open in %.1f s: %s", time.perf_counter() - t0, _safe_stats(engine))
