@@ -54,6 +54,25 @@ class ServiceMetrics:
         self.ready = Gauge("ready", "1 when the engine is open and serving", namespace=ns, registry=r)
         self.model_info = Gauge("model_info", "The model version being served (value 1)", ["version"],
                                 namespace=ns, registry=r)
+        # model freshness (the stale-model alert): when the served version was fitted, and what
+        # arrived since
+        self.model_created = Gauge("model_created_timestamp_seconds", "Unix time the served version was fitted",
+                                   namespace=ns, registry=r)
+        self.events_since_train = Gauge("events_since_train", "Events stored since the last training",
+                                        namespace=ns, registry=r)
+        self.training_failed = Gauge("training_last_failed", "1 when the last background or admin training failed",
+                                     namespace=ns, registry=r)
+        # the event stream consumer (lmrec serve --events URL), per stream
+        self.stream_lag = Gauge("stream_consumer_lag_events", "Messages on the stream not yet acknowledged by "
+                                "this consumer", ["stream"], namespace=ns, registry=r)
+        self.stream_consumed = Counter("stream_events_consumed", "Stream events ingested (a redelivered one once)",
+                                       ["stream"], namespace=ns, registry=r)
+        self.stream_duplicates = Counter("stream_events_duplicate", "Redelivered stream events skipped because "
+                                         "their event id was already stored", ["stream"], namespace=ns, registry=r)
+        self.stream_dead_letters = Counter("stream_dead_letters", "Malformed stream messages sent to the dead-letter "
+                                           "stream, by reason", ["stream", "reason"], namespace=ns, registry=r)
+        self.stream_connected = Gauge("stream_connected", "1 while the consumer is connected to its broker",
+                                      ["stream"], namespace=ns, registry=r)
         self._model_version: str | None = None
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -79,6 +98,12 @@ class ServiceMetrics:
         for gauge, key in ((self.index_size, "index_size"), (self.catalog_size, "n_items"), (self.users, "n_users")):
             if isinstance(stats.get(key), (int, float)):
                 gauge.set(float(stats[key]))
+        created = (stats.get("pipeline") or {}).get("created_at")
+        if isinstance(created, (int, float)):
+            self.model_created.set(float(created))
+        if isinstance(stats.get("events_since_train"), (int, float)):
+            self.events_since_train.set(float(stats["events_since_train"]))
+        self.training_failed.set(1.0 if (stats.get("training") or {}).get("state") == "failed" else 0.0)
         version = stats.get("model_version")
         if version is not None and str(version) != self._model_version:
             if self._model_version is not None:
