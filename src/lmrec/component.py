@@ -167,6 +167,8 @@ for _name, _path in {
     "lm-recency": "lmrec.recall.lm_user:LMRecencyRecommender",
     "lm-multi": "lmrec.recall.lm_user:LMMultiRecommender",
     "transitions": "lmrec.recall.transitions:ItemTransitionsChannel",
+    "kg": "lmrec.recall.kg:KGChannel",
+    "kg-embed": "lmrec.recall.kg:KGEmbeddingChannel",
     "blend": "lmrec.recall.blend:BlendRecommender",
     "pipeline": "lmrec.pipeline:RecPipeline",
     "two-tower": "lmrec.models.two_tower:TwoTowerRecommender",
@@ -187,6 +189,7 @@ for _name, _path in {
     "category": "lmrec.rank.content_features:CategoryAffinity",
     "sequence": "lmrec.rank.sequence_features:ItemTransitions",
     "demographic": "lmrec.rank.user_features:DemographicLift",
+    "kg": "lmrec.rank.kg_features:KGFeatures",
 }.items():
     FEATURES.register(_name, _path)
 
@@ -220,6 +223,8 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "lm-recency": _product(half_life=[2.0, 5.0, 10.0, 20.0], rating_weight=[False, True]),
     "lm-multi": _product(n_interests=[2, 3, 5]),
     "transitions": _product(window=[2, 5, 10], recent=[3, 10]),
+    "kg": _product(max_df=[0.1, 0.3], relation_weights=["fit", "uniform"], recent=[20, 200]),
+    "kg-embed": _product(method=["transe", "distmult"], dim=[32, 64]),
     "blend": _product(weight=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0]),
     "sasrec": _product(dropout=[0.2, 0.35, 0.5], n_heads=[1, 2]),
     "sasrec-text": _product(id_fusion=["none", "gate"], dropout=[0.2, 0.5]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lmrec.recall.ease import EASE
 from lmrec.recall.implicit_mf import ALS, BPR
 from lmrec.recall.itemknn import ItemKNN
+from lmrec.recall.kg import KGChannel, KGEmbeddingChannel
 from lmrec.recall.popular import MostPopular
 from lmrec.recall.transitions import ItemTransitionsChannel
 from lmrec.testing.conformance import RecommenderConformance
@@ -51,3 +52,17 @@ class TestTransitionsSymmetric(RecommenderConformance):
 class TestPopularDecayed(RecommenderConformance):
     model_factory = staticmethod(lambda: MostPopular(half_life_days=7.0))
     personalized = False
+
+
+class TestKG(RecommenderConformance):
+    # the toy graph is one genre entity per item (a sixth of the catalog each)
+    model_factory = staticmethod(lambda: KGChannel(max_df=0.5))
+
+
+class TestKGUniform(RecommenderConformance):
+    model_factory = staticmethod(lambda: KGChannel(max_df=0.5, relation_weights="uniform", recent=5))
+
+
+class TestKGEmbedding(RecommenderConformance):
+    model_factory = staticmethod(lambda: KGEmbeddingChannel(max_df=0.5, method="distmult", dim=8, epochs=200,
+                                                            lr=0.05, negatives=4))

@@ -20,6 +20,7 @@ from lmrec.rerank.diversity import MMR, CategoryRunLimit, SimilarityThreshold
 from lmrec.rerank.exploration import UCB, GumbelTopK, ThompsonSampling
 from lmrec.rerank.filters import AvailabilityFilter, BlockFilter, SeenFilter
 from lmrec.rerank.longtail import LongTailReranker
+from lmrec.rank.kg_features import KGFeatures
 from lmrec.testing.stage_conformance import (FeatureConformance, PipelineConformance, RankerConformance,
                                              RerankerConformance, StageData)
 
@@ -56,6 +57,15 @@ class TestCategoryAffinity(FeatureConformance):
 
 class TestItemTransitions(FeatureConformance):
     feature_factory = staticmethod(lambda: ItemTransitions(window=2, recent=3))
+
+
+class TestKGFeatures(FeatureConformance):
+    feature_factory = staticmethod(lambda: KGFeatures(max_df=0.5, recent=4))
+
+
+class TestKGFeaturesEmbedding(FeatureConformance):
+    feature_factory = staticmethod(lambda: KGFeatures(max_df=0.5, embedding="distmult", embedding_dim=8,
+                                                      embedding_epochs=20))
 
 
 class TestDemographicLift(FeatureConformance):

@@ -228,6 +228,9 @@ class Dataset:
     #: item text template (a `lmrec.text.templates.TEMPLATES` key or a format string);
     #: None: the template registered for `name`, else the generic text
     template: str | None = None
+    #: knowledge-graph triples (`lmrec.kg.triples`): a DataFrame with columns head, relation,
+    #: tail (ids as strings), head_item and tail_item (whether the node is a catalog item id)
+    triples: Any = None
 
     def __post_init__(self) -> None:
         if len(self.interactions):

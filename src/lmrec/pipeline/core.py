@@ -196,7 +196,15 @@ class RecPipeline(Recommender):
         for r in self.rerankers:
             r.bind(self.ctx)
         self.explainer = Explainer(self.ctx, history=self.spec.explain.history,
-                                   max_shared=self.spec.explain.max_shared)
+                                   max_shared=self.spec.explain.max_shared, graph=self.knowledge_graph())
+
+    def knowledge_graph(self) -> Any:
+        """The knowledge graph of a KG channel or feature (`lmrec.kg`), for explanation
+        paths; None when the pipeline has none."""
+        from lmrec.kg.graph import KnowledgeGraph
+
+        holders = [ch.model for ch in self.recall.channels.values()] + list(self.features.features)
+        return next((h.graph for h in holders if isinstance(getattr(h, "graph", None), KnowledgeGraph)), None)
 
     # --- the stages -----------------------------------------------------------------------
     def _check_ready(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import pandas as pd
 
 from lmrec.data.dataset import Dataset, IdMap, Interactions, ItemTable
 from lmrec.pipeline.recall import RecallStage
@@ -52,7 +53,8 @@ def catalog_dict(ds: Dataset) -> dict[str, Any]:
         "created_at": np.asarray(t.created_at).tolist(), "available": np.asarray(t.available).tolist()}
     return {"name": ds.name, "users": ds.users.ids, "items": ds.items.ids, "has_timestamps": ds.has_timestamps,
             "item_table": table, "template": ds.template, "user_attributes": {
-                k: [_plain(x) for x in v] for k, v in ds.user_attributes.items()}}
+                k: [_plain(x) for x in v] for k, v in ds.user_attributes.items()},
+            "triples": None if ds.triples is None else {c: [_plain(x) for x in ds.triples[c]] for c in ds.triples}}
 
 
 def catalog_from_dict(d: dict[str, Any], interactions: Interactions) -> Dataset:
@@ -60,9 +62,11 @@ def catalog_from_dict(d: dict[str, Any], interactions: Interactions) -> Dataset:
     table = None if t is None else ItemTable(
         title=t["title"], categories=t["categories"], text=t["text"], attributes=t["attributes"],
         created_at=np.asarray(t["created_at"], np.int64), available=np.asarray(t["available"], bool))
+    triples = d.get("triples")
     return Dataset(d["name"], IdMap(d["users"], sort=False), IdMap(d["items"], sort=False), interactions,
                    item_table=table, has_timestamps=d["has_timestamps"], template=d.get("template"),
-                   user_attributes=d.get("user_attributes") or {})
+                   user_attributes=d.get("user_attributes") or {},
+                   triples=None if triples is None else pd.DataFrame(triples))
 
 
 def _all_events(h: UserHistory) -> Interactions:
@@ -131,5 +135,6 @@ def load_pipeline(cls: type[P], path: Path) -> P:
         own = {k.split("__", 1)[1]: v for k, v in saved.items() if k.startswith(f"{j}__")}
         if own:
             r.set_state(own)
-    pipe.explainer = Explainer(pipe.ctx, history=spec.explain.history, max_shared=spec.explain.max_shared)
+    pipe.explainer = Explainer(pipe.ctx, history=spec.explain.history, max_shared=spec.explain.max_shared,
+                               graph=pipe.knowledge_graph())
     return pipe

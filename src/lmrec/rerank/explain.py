@@ -42,8 +42,45 @@ class Explainer:
     `max_shared`: how many shared categories are listed (most frequent in the history first).
     """
 
-    def __init__(self, ctx: StageContext, *, history: int = 50, max_shared: int = 3) -> None:
+    def __init__(self, ctx: StageContext, *, history: int = 50, max_shared: int = 3, graph: Any = None) -> None:
         self.ctx, self.history, self.max_shared = ctx, history, max_shared
+        self.graph = graph  # a lmrec.kg.KnowledgeGraph: adds "kg_path" to each explanation
+
+    def kg_path(self, item: int, hist: np.ndarray) -> dict[str, Any] | None:
+        """The heaviest two-hop path from the history to `item` (history item -> shared
+        entity -> item; weight = relation weight x entity rarity) and the relation whose
+        shared entities weigh most in total; None without a shared entity."""
+        g = self.graph
+        if g is None or item >= g.n_items or not len(hist):
+            return None
+        from lmrec.kg.graph import SEP, relation_label
+
+        sw = g.slot_weights()
+        m = g.item_slots
+        mine = m.indices[m.indptr[item]:m.indptr[item + 1]]
+        mine = mine[sw[mine] > 0]
+        hist = hist[hist < g.n_items]
+        if not len(mine) or not len(hist):
+            return None
+        sub = m[hist][:, mine].tocoo()  # (history position, slot) pairs shared with the item
+        if not sub.nnz:
+            return None
+        w = sw[mine[sub.col]]
+        best = int(np.lexsort((sub.row, -w))[0])  # heaviest; ties: the latest history item
+        slot = int(mine[sub.col[best]])
+        relation, entity = g.slots.ids[slot].split(SEP, 1)
+        totals: dict[int, float] = {}
+        for c, x in zip(sub.col.tolist(), w.tolist(), strict=True):
+            r = int(g.slot_relation[mine[c]])
+            totals[r] = totals.get(r, 0.0) + x
+        top = max(totals, key=lambda r: totals[r])
+        via = self._item(int(hist[sub.row[best]]))
+        target = self._item(item)
+        label, name = relation_label(relation), g.entity_label(entity)
+        return {"because": via, "relation": label, "entity": entity, "entity_name": name,
+                "weight": round(float(w[best]), 4), "top_relation": relation_label(g.relations[top]),
+                "text": f"you watched {via['title'] or via['item_id']}; same {label} ({name}) as "
+                        f"{target['title'] or target['item_id']}"}
 
     def _item(self, i: int) -> dict[str, Any]:
         ds = self.ctx.dataset
@@ -73,6 +110,8 @@ class Explainer:
             if sims is not None:
                 b = int(np.argmax(sims[j]))
                 e["because"] = {**self._item(int(hist[b])), "cosine": round(float(sims[j, b]), 4)}
+            if self.graph is not None:
+                e["kg_path"] = self.kg_path(item, hist)
             shared = [c for c in ctx.categories[item] if c in cat_counts]
             e["shared_categories"] = sorted(shared, key=lambda c: -cat_counts[c])[:self.max_shared]
             e["shared_attributes"] = {name: str(table.attributes[name][item]) for name, seen in attr_seen.items()

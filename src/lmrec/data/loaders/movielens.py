@@ -189,10 +189,38 @@ def load_ml1m(folder: Path) -> Dataset:
         "occupation": [occupation(people[u][3]) if u in people else None for u in users.ids],
         "zip": [people[u][4] if u in people else None for u in users.ids],
     }
+    triples = ml1m_triples(folder.parent / "movielens-1m-kg", items)
     return Dataset("ml-1m", users, items, Interactions.concat([split["train"], split["test"]]),
                    item_table=table, user_attributes=user_attributes, has_timestamps=False,
-                   given_split=split,
+                   given_split=split, triples=triples,
                    info={"source": str(folder),
                          "timestamps": "position in the user's train line, then test line (no real times)",
                          "age": "ML-1M age group code (1: under 18, 18: 18-24, ..., 56: 56+)",
-                         "given_split": "processed random 80/20 per-user split (train.txt / test.txt)"})
+                         "given_split": "processed random 80/20 per-user split (train.txt / test.txt)",
+                         "knowledge_graph": (f"{len(triples)} triples from {folder.parent / 'movielens-1m-kg'}"
+                                             if triples is not None else "none (movielens-1m-kg not found)")})
+
+
+def ml1m_triples(folder: Path, items: IdMap) -> pd.DataFrame | None:
+    """The MovieLens-1M knowledge graph (`movielens-1m-kg`: Satori film triples, MKR's
+    preprocessing) over `items` (MovieIDs): movie entities become item ids, attribute
+    entities keep their (anonymous) ids. Triples of movies outside `items` are dropped. None
+    when the folder is absent."""
+    if not (folder / "kg.txt").is_file() or not (folder / "item_index2entity_id.txt").is_file():
+        return None
+    movie_of: dict[str, str] = {}
+    for ln in (folder / "item_index2entity_id.txt").read_text().splitlines():
+        if ln.strip():
+            movie, ent = ln.split()
+            movie_of[ent] = movie
+    kg = pd.read_csv(folder / "kg.txt", sep="\t", header=None, names=["head", "relation", "tail"], dtype=str)
+    movie_ents = set(movie_of)
+    head_movie = kg["head"].isin(movie_ents).to_numpy()
+    tail_movie = kg["tail"].isin(movie_ents).to_numpy()
+    head = np.where(head_movie, kg["head"].map(movie_of).fillna(""), kg["head"])
+    tail = np.where(tail_movie, kg["tail"].map(movie_of).fillna(""), kg["tail"])
+    known = set(items.ids)
+    keep = ((~head_movie) | np.isin(head, list(known))) & ((~tail_movie) | np.isin(tail, list(known)))
+    out = pd.DataFrame({"head": head[keep].astype(object), "relation": kg["relation"].to_numpy()[keep].astype(object),
+                        "tail": tail[keep].astype(object), "head_item": head_movie[keep], "tail_item": tail_movie[keep]})
+    return out.drop_duplicates(ignore_index=True)
