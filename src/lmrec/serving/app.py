@@ -154,6 +154,9 @@ Write = Depends(require("write"))
 Admin = Depends(require("admin"))
 
 K = Annotated[int, Query(ge=1, le=s.MAX_K, description="number of results")]
+Limit = Annotated[int, Query(ge=1, le=s.MAX_PAGE, description="page size")]
+Fields = Annotated[str | None, Query(max_length=200, description="item fields to include inline, comma-separated: "
+                                     + ",".join(s.ITEM_FIELDS))]
 Explain = Annotated[bool, Query(description="include per-item explanations")]
 UserId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, pattern=s.ID_PATTERN)]
 ItemId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, pattern=s.ID_PATTERN)]
@@ -177,13 +180,36 @@ async def _ranked(st: _State, fn: Callable[..., Any], *args: Any, **kwargs: Any)
     return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=st.ranking_limiter)
 
 
-def _ranking(st: _State, endpoint: str, r: Any) -> Response:
-    """An engine `Ranking` as the JSON of `RankingOut`; its stage timings go to the metrics."""
+def _ranking(st: _State, endpoint: str, r: Any, fields: tuple[str, ...] = (), engine: Any = None) -> Response:
+    """An engine `Ranking` as the JSON of `RankingOut` (with each item's `fields` inline when
+    asked); its stage timings go to the metrics."""
     st.metrics.observe_stages(endpoint, r.timings_ms)
+    items = []
+    for i in r.items:
+        out = s.RankedItemOut(item_id=i.item_id, score=float(i.score), sources=list(i.sources),
+                              explanation=i.explanation)
+        if fields:
+            out.item = s.ItemFieldsOut.of(engine.get_item(i.item_id), fields)
+        items.append(out)
     body = s.RankingOut(ranking_id=r.ranking_id, model_version=r.model_version, timings_ms=dict(r.timings_ms),
-                        items=[s.RankedItemOut(item_id=i.item_id, score=float(i.score), sources=list(i.sources),
-                                               explanation=i.explanation) for i in r.items])
-    return Response(body.model_dump_json(), media_type="application/json")
+                        items=items)
+    # exclude_unset: `item` and the fields not asked for are left out, not sent as null
+    return Response(body.model_dump_json(exclude_unset=True), media_type="application/json")
+
+
+def _item_fields(fields: str | None) -> tuple[str, ...]:
+    """The item field names of `?fields=` (in the given order, once each); 422 naming the
+    unknown ones."""
+    if fields is None:
+        return ()
+    names = tuple(dict.fromkeys(f.strip() for f in fields.split(",") if f.strip()))
+    unknown = [f for f in names if f not in s.ITEM_FIELDS]
+    if unknown:
+        raise _invalid(["query", "fields"], f"unknown item field(s) {', '.join(map(repr, unknown))}; choose from "
+                       f"{', '.join(s.ITEM_FIELDS)}")
+    if not names:
+        raise _invalid(["query", "fields"], f"name at least one of {', '.join(s.ITEM_FIELDS)}")
+    return names
 
 
 # ---- the app ------------------------------------------------------------------------------------------
@@ -380,11 +406,14 @@ def _read_routes(app: FastAPI, st: _State) -> None:
     # re-validate the response model in a second thread hop: ~40% of the HTTP layer's CPU.)
     @app.get("/recommend/{user_id}", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read],
              responses=_ERRORS)
-    async def recommend(user_id: UserId, engine: Engine, k: K = 10, explain: Explain = False) -> Response:
-        """Top-k items for a user; an unknown or new user gets the fallback (popular) list."""
+    async def recommend(user_id: UserId, engine: Engine, k: K = 10, explain: Explain = False,
+                        fields: Fields = None) -> Response:
+        """Top-k items for a user; an unknown or new user gets the fallback (popular) list.
+        `fields=title,categories` puts those item fields in each entry (`item`)."""
+        names = _item_fields(fields)
         # not limited to `ranking_threads`: the engine coalesces concurrent calls into one batch
         ranking = await run_in_threadpool(engine.recommend, user_id, k, explain=explain)
-        return _ranking(st, "recommend", ranking)
+        return _ranking(st, "recommend", ranking, names, engine)
 
     @app.get("/search", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read], responses=_ERRORS)
     async def search(engine: Engine,
@@ -393,22 +422,27 @@ def _read_routes(app: FastAPI, st: _State) -> None:
                      user_id: Annotated[str | None, Query(min_length=1, max_length=s.MAX_ID_LEN,
                                                           pattern=s.ID_PATTERN,
                                                           description="personalise for this user")] = None,
-                     explain: Explain = False) -> Response:
-        """Search the catalog (any language the encoder knows), optionally personalised."""
+                     explain: Explain = False, fields: Fields = None) -> Response:
+        """Search the catalog (any language the encoder knows), optionally personalised;
+        `fields=` as for /recommend."""
         if not q.strip():
             raise _invalid(["query", "q"], "the query is blank")
+        names = _item_fields(fields)
         ranking = await _ranked(st, engine.search, q, k, user_id=user_id, explain=explain)
-        return _ranking(st, "search", ranking)
+        return _ranking(st, "search", ranking, names, engine)
 
     @app.get("/items/{item_id}/similar", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read],
              responses={**_ERRORS, 404: {"model": s.ErrorOut}})
-    async def similar(item_id: ItemId, engine: Engine, k: K = 10, explain: Explain = False) -> Response:
-        """Items similar to an item (404 when the item is not in the catalog)."""
+    async def similar(item_id: ItemId, engine: Engine, k: K = 10, explain: Explain = False,
+                      fields: Fields = None) -> Response:
+        """Items similar to an item (404 when the item is not in the catalog); `fields=` as
+        for /recommend."""
+        names = _item_fields(fields)
         try:
             ranking = await _ranked(st, engine.similar, item_id, k, explain=explain)
         except KeyError:
             raise ApiError(404, "not_found", f"item {item_id!r} is not in the catalog") from None
-        return _ranking(st, "similar", ranking)
+        return _ranking(st, "similar", ranking, names, engine)
 
     @app.get("/items/{item_id}", response_model=s.ItemOut, tags=["items"], dependencies=[Read],
              responses={**_ERRORS, 404: {"model": s.ErrorOut}})
@@ -418,6 +452,54 @@ def _read_routes(app: FastAPI, st: _State) -> None:
         if record is None:
             raise ApiError(404, "not_found", f"item {item_id!r} is not in the catalog")
         return s.ItemOut.of(record)
+
+    @app.get("/items", response_model=s.ItemsPage, tags=["items"], dependencies=[Read], responses=_ERRORS)
+    def list_items(engine: Engine, limit: Limit = 100,
+                   after: Annotated[str, Query(max_length=s.MAX_ID_LEN, description="the `next` of the previous "
+                                               "page (empty: from the start)")] = "") -> s.ItemsPage:
+        """The catalog, a page at a time, in item_id order (byte order of the UTF-8 ids)."""
+        page = engine.store.item_page(after=after, limit=limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        return s.ItemsPage(items=[s.ItemOut.of(r) for r in page], next=page[-1].item_id if more else None,
+                           total=engine.store.count_items())
+
+    @app.get("/users", response_model=s.UsersPage, tags=["users"], dependencies=[Read], responses=_ERRORS)
+    def list_users(engine: Engine, limit: Limit = 100,
+                   after: Annotated[str, Query(max_length=s.MAX_ID_LEN, description="the `next` of the previous "
+                                               "page (empty: from the start)")] = "") -> s.UsersPage:
+        """Every user with events or attributes, a page at a time, in user_id order."""
+        page = engine.store.user_page(after=after, limit=limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        users = [s.UserListed(user_id=uid, attributes=dict(r.attributes) if r else {},
+                              updated_at=r.updated_at if r else None) for uid, r in page]
+        return s.UsersPage(users=users, next=page[-1][0] if more else None)
+
+    @app.get("/users/{user_id}/history", response_model=s.HistoryOut, tags=["users"], dependencies=[Read],
+             responses={**_ERRORS, 404: {"model": s.ErrorOut}})
+    def history(user_id: UserId, engine: Engine, limit: Limit = 100,
+                before: Annotated[int | None, Query(ge=1, description="the `next` of the previous page (omit: the "
+                                                    "newest events)")] = None,
+                fields: Fields = None) -> Response:
+        """A user's stored events, newest first (404 for a user with neither events nor
+        attributes); `fields=title` puts those item fields in each event (`item`)."""
+        names = _item_fields(fields)
+        page = engine.store.latest_events(user_id, before_seq=before, limit=limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        total = engine.store.count_events(user_id)
+        if not total and before is None and engine.store.get_user(user_id) is None:
+            raise ApiError(404, "not_found", f"user {user_id!r} has no events and no attributes")
+        events = []
+        for e in page:
+            out = s.HistoryEventOut(seq=e.seq, item_id=e.item_id, kind=e.kind, value=e.value, timestamp=e.timestamp,
+                                    ranking_id=e.ranking_id)
+            if names:
+                out.item = s.ItemFieldsOut.of(engine.get_item(e.item_id), names)
+            events.append(out)
+        body = s.HistoryOut(user_id=user_id, events=events, total=total, next=page[-1].seq if more else None)
+        return Response(body.model_dump_json(exclude_unset=True), media_type="application/json")
 
 
 def _admin_routes(app: FastAPI, st: _State) -> None:
@@ -481,17 +563,25 @@ def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> 
         st.metrics.events_rejected.labels("body").inc()
         return JSONResponse({"detail": e.detail()}, status_code=422)
     good, bad = s.validate_events(raw)
+    unknown = [(i, r) for i, r in good if engine.get_item(r.item_id) is None]
+    if unknown and st.config.unknown_item_events == "reject":
+        bad = sorted(bad + [s.RejectedEvent(index=i, field="item_id", reason=f"item {r.item_id!r} is not in the "
+                                            "catalog (unknown_item_events = \"reject\")") for i, r in unknown],
+                     key=lambda b: b.index)
+        dropped = {i for i, _ in unknown}
+        good = [(i, r) for i, r in good if i not in dropped]
     fields = [_metric_field(b.field) for b in bad]
     if bad and (all_or_nothing or strict_body or not is_batch):
         st.metrics.observe_events([], fields)
         head = ["body", "events"] if is_batch else ["body"]
         detail = [{"type": "value_error", "loc": [*head, *((b.index,) if is_batch else ()), *b.field.split(".")],
                    "msg": b.reason} for b in bad]
-        return JSONResponse({"detail": detail, "rejected": [b.model_dump() for b in bad]}, status_code=422)
+        return JSONResponse({"detail": detail, "rejected": [b.model_dump() for b in bad],
+                             "unknown_items": len(unknown)}, status_code=422)
     records = [r for _, r in good]
     seqs = engine.ingest(records) if records else []
     st.metrics.observe_events([r.kind for r in records], fields)
-    return s.EventsResponse(accepted=len(seqs), seqs=list(seqs), rejected=bad)
+    return s.EventsResponse(accepted=len(seqs), seqs=list(seqs), rejected=bad, unknown_items=len(unknown))
 
 
 def _parse_json(raw: bytes) -> Any:

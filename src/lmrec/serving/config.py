@@ -13,6 +13,10 @@ Example:
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from lmrec.serving.engine_config import EngineConfig
 from lmrec.settings import Settings
 
@@ -23,6 +27,10 @@ class ServiceConfig(Settings):
     """Settings of one service process (the engine is required)."""
 
     engine: EngineConfig
+    unknown_item_events: Literal["accept", "reject"] = Field(
+        "accept", description="POST /events naming an item that is not in the catalog: 'accept' stores it (the item "
+                              "may be added later; it is counted in the answer's `unknown_items`), 'reject' refuses "
+                              "it like any invalid event (field 'item_id', also counted)")
 
     def store_url(self) -> str:
         """The record store the engine uses (the sqlite file in its home by default)."""

@@ -85,6 +85,9 @@ class EventsResponse(BaseModel):
     accepted: int
     seqs: list[int] = Field(description="store sequence numbers of the accepted events, in batch order")
     rejected: list[RejectedEvent] = []
+    unknown_items: int = Field(0, description="events of this request whose item_id is not in the catalog: stored "
+                                              "(setting unknown_item_events = \"accept\", the default) or listed "
+                                              "in `rejected` with field 'item_id' (\"reject\")")
 
 
 def events_body_schema(max_batch: int) -> dict[str, Any]:
@@ -225,12 +228,83 @@ class UserOut(BaseModel):
     updated_at: float
 
 
+# ---- listings -----------------------------------------------------------------------------------
+MAX_PAGE = 1000
+#: item fields a client may ask inline (`?fields=title,categories`) in rankings and histories
+ITEM_FIELDS = ("title", "text", "categories", "attributes", "available", "created_at", "updated_at")
+
+
+class ItemsPage(BaseModel):
+    """One page of the catalog in item_id order; pass `next` as `after` for the next page."""
+
+    items: list[ItemOut]
+    next: str | None = Field(description="the cursor of the next page (None on the last page)")
+    total: int = Field(description="items in the catalog")
+
+
+class UserListed(BaseModel):
+    user_id: str
+    attributes: dict[str, Any] = Field(default_factory=dict, description="from PUT /users/{id} ({} when none)")
+    updated_at: float | None = Field(None, description="when the attributes were last set (None: never)")
+
+
+class UsersPage(BaseModel):
+    """One page of the users (with events or attributes) in user_id order; pass `next` as
+    `after` for the next page."""
+
+    users: list[UserListed]
+    next: str | None = Field(description="the cursor of the next page (None on the last page)")
+
+
+class ItemFieldsOut(BaseModel):
+    """The item fields asked for with `?fields=` (only those are present)."""
+
+    title: str | None = None
+    text: str | None = None
+    categories: list[str] | None = None
+    attributes: dict[str, Any] | None = None
+    available: bool | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+
+    @classmethod
+    def of(cls, r: ItemRecord | None, fields: tuple[str, ...]) -> "ItemFieldsOut | None":
+        """The `fields` of `r`; None when the item is no longer in the catalog."""
+        if r is None:
+            return None
+        values = {"title": r.title, "text": r.text, "categories": list(r.categories), "attributes": dict(r.attributes),
+                  "available": r.available, "created_at": r.created_at, "updated_at": r.updated_at}
+        return cls(**{f: values[f] for f in fields})
+
+
+class HistoryEventOut(BaseModel):
+    seq: int = Field(description="the event's place in the store's log (the `before` cursor)")
+    item_id: str
+    kind: str
+    value: float
+    timestamp: float
+    ranking_id: str | None = None
+    item: ItemFieldsOut | None = Field(None, description="the item's fields asked with ?fields= (absent when not "
+                                                         "asked; null when the item is no longer in the catalog)")
+
+
+class HistoryOut(BaseModel):
+    """A user's events, newest first; pass `next` as `before` for older ones."""
+
+    user_id: str
+    events: list[HistoryEventOut]
+    total: int = Field(description="all of the user's stored events")
+    next: int | None = Field(description="the cursor of the next (older) page (None on the last page)")
+
+
 # ---- rankings -----------------------------------------------------------------------------------
 class RankedItemOut(BaseModel):
     item_id: str
     score: float
     sources: list[str] = Field(description="recall channels that proposed the item")
     explanation: dict[str, Any] | None = None
+    item: ItemFieldsOut | None = Field(None, description="the item's fields asked with ?fields= (absent when not "
+                                                         "asked)")
 
 
 class RankingOut(BaseModel):

@@ -104,6 +104,12 @@ _ITEM_COLS = "item_id, title, text, categories, attributes, available, created_a
 _STATEMENTS = {
     "events": f"SELECT {_EVENT_COLS} FROM events WHERE seq > {{p}} ORDER BY seq LIMIT {{p}}",
     "user_events": f"SELECT {_EVENT_COLS} FROM events WHERE user_id = {{p}} AND seq > {{p}} ORDER BY seq LIMIT {{p}}",
+    "user_events_desc": (f"SELECT {_EVENT_COLS} FROM events WHERE user_id = {{p}} AND seq < {{p}} "
+                         "ORDER BY seq DESC LIMIT {p}"),
+    "count_user_events": "SELECT COUNT(*) FROM events WHERE user_id = {p}",
+    # listing users: those with events (read along the (user_id, seq) index) and those with a record
+    "event_users": "SELECT DISTINCT user_id FROM events WHERE user_id > {p} ORDER BY user_id LIMIT {p}",
+    "user_records": "SELECT user_id, attributes, updated_at FROM users WHERE user_id > {p} ORDER BY user_id LIMIT {p}",
     "count_events": "SELECT COUNT(*) FROM events",
     "last_seq": "SELECT COALESCE(MAX(seq), 0) FROM events",
     # a live item keeps its creation time; a deleted one that comes back is new again
@@ -245,8 +251,20 @@ class SQLStore(ABC):
             if remaining is not None:
                 remaining -= len(rows)
 
-    def count_events(self) -> int:
+    def count_events(self, user_id: str | None = None) -> int:
+        """Events in the log (one user's when `user_id` is given)."""
+        if user_id is not None:
+            return int(self._fetch(self._sql["count_user_events"], (user_id,))[0][0])
         return int(self._fetch(self._sql["count_events"])[0][0])
+
+    def latest_events(self, user_id: str, *, before_seq: int | None = None, limit: int = 100) -> list[EventRecord]:
+        """One user's events with seq < before_seq (all when None), newest first, at most `limit`."""
+        if limit < 0:
+            raise ValueError(f"limit: must be >= 0, got {limit}")
+        before = (1 << 62) if before_seq is None else int(before_seq)
+        rows = self._fetch(self._sql["user_events_desc"], (user_id, before, limit)) if limit else []
+        return [EventRecord(user, item, kind, value, ts, ranking, seq) for seq, user, item, kind, value, ts, ranking
+                in rows]
 
     def last_seq(self) -> int:
         """The highest committed seq, 0 for an empty log."""
@@ -286,6 +304,12 @@ class SQLStore(ABC):
     def count_items(self) -> int:
         return int(self._fetch(self._sql["count_items"])[0][0])
 
+    def item_page(self, *, after: str = "", limit: int = 100) -> list[ItemRecord]:
+        """At most `limit` live items with item_id > `after`, in item_id order (a cursor page)."""
+        if limit < 0:
+            raise ValueError(f"limit: must be >= 0, got {limit}")
+        return [self._item(r) for r in self._fetch(self._sql["items"], (after, limit))] if limit else []
+
     def _item(self, row: tuple[Any, ...]) -> ItemRecord:
         item_id, title, text, categories, attributes, available, created, updated = row
         return ItemRecord(item_id, title, text, tuple(self._from_json(categories)), self._from_json(attributes),
@@ -304,6 +328,20 @@ class SQLStore(ABC):
             return None
         uid, attributes, updated = rows[0]
         return UserRecord(uid, self._from_json(attributes), updated)
+
+    def user_page(self, *, after: str = "", limit: int = 100) -> list[tuple[str, UserRecord | None]]:
+        """At most `limit` users with user_id > `after`, in user_id order: every user with an
+        event or a stored record, with the record (None for a user known only from events)."""
+        if limit < 0:
+            raise ValueError(f"limit: must be >= 0, got {limit}")
+        if not limit:
+            return []
+        with_events = [r[0] for r in self._fetch(self._sql["event_users"], (after, limit))]
+        records = {uid: UserRecord(uid, self._from_json(attrs), updated)
+                   for uid, attrs, updated in self._fetch(self._sql["user_records"], (after, limit))}
+        # both lists are sorted in the database's order; the union's first `limit` ids are in them
+        ids = sorted(set(with_events) | set(records), key=lambda u: u.encode("utf-8"))[:limit]
+        return [(uid, records.get(uid)) for uid in ids]
 
     # -- API keys ------------------------------------------------------------------------
     def add_api_key(self, key: ApiKeyRecord) -> None:
