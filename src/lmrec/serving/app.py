@@ -27,8 +27,12 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -158,8 +162,11 @@ Limit = Annotated[int, Query(ge=1, le=s.MAX_PAGE, description="page size")]
 Fields = Annotated[str | None, Query(max_length=200, description="item fields to include inline, comma-separated: "
                                      + ",".join(s.ITEM_FIELDS))]
 Explain = Annotated[bool, Query(description="include per-item explanations")]
-UserId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, pattern=s.ID_PATTERN)]
-ItemId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, pattern=s.ID_PATTERN)]
+# the id rule is checked with a readable reason; the pattern is in the schema for clients
+UserId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, json_schema_extra={"pattern": s.ID_PATTERN}),
+                   AfterValidator(s.check_id_text)]
+ItemId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, json_schema_extra={"pattern": s.ID_PATTERN}),
+                   AfterValidator(s.check_id_text)]
 _ERRORS = {401: {"model": s.ErrorOut}, 403: {"model": s.ErrorOut}, 429: {"model": s.ErrorOut},
            503: {"model": s.ErrorOut}}
 # routes with a JSON body: a body that is not even text (invalid UTF-8) is a 400 from FastAPI
@@ -243,7 +250,9 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
             limits.__exit__(None, None, None)
 
     # max_body_size: Starlette's limit, enforced from Content-Length and while a body streams in (413)
+    # docs_url / redoc_url: served by `add_docs_pages` with local assets (FastAPI's load from a CDN)
     app = FastAPI(title="lmrec", version=_version(), lifespan=lifespan, max_body_size=config.max_body_bytes,
+                  docs_url=None, redoc_url=None,
                   description="Search and recommendation with language models. Authenticate with an API key "
                               "(`lmrec keys create`) as `Authorization: Bearer <key>` or `X-API-Key: <key>`.")
     app.state.service = st
@@ -262,10 +271,23 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
             headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
         return _error_response(exc.status_code, error, str(exc.detail), headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's 422 echoes each bad input; NaN / Infinity cannot be written as JSON, so
+        # such an input is left out rather than turning the 422 into a 500
+        try:
+            return await request_validation_exception_handler(request, exc)
+        except ValueError:
+            errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()]
+            return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
     _probe_routes(app, st)
     _write_routes(app, st)
     _read_routes(app, st)
     _admin_routes(app, st)
+    from lmrec.serving.docs_pages import add_docs_pages
+
+    add_docs_pages(app)
     return app
 
 
@@ -420,8 +442,9 @@ def _read_routes(app: FastAPI, st: _State) -> None:
                      q: Annotated[str, Query(min_length=1, max_length=s.MAX_QUERY_LEN, description="the query text")],
                      k: K = 10,
                      user_id: Annotated[str | None, Query(min_length=1, max_length=s.MAX_ID_LEN,
-                                                          pattern=s.ID_PATTERN,
-                                                          description="personalise for this user")] = None,
+                                                          json_schema_extra={"pattern": s.ID_PATTERN},
+                                                          description="personalise for this user"),
+                                        AfterValidator(lambda v: v if v is None else s.check_id_text(v))] = None,
                      explain: Explain = False, fields: Fields = None) -> Response:
         """Search the catalog (any language the encoder knows), optionally personalised;
         `fields=` as for /recommend."""
@@ -562,7 +585,7 @@ def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> 
     except s.BodyError as e:
         st.metrics.events_rejected.labels("body").inc()
         return JSONResponse({"detail": e.detail()}, status_code=422)
-    good, bad = s.validate_events(raw)
+    good, bad = s.validate_events(raw, max_future_seconds=st.config.max_future_seconds)
     unknown = [(i, r) for i, r in good if engine.get_item(r.item_id) is None]
     if unknown and st.config.unknown_item_events == "reject":
         bad = sorted(bad + [s.RejectedEvent(index=i, field="item_id", reason=f"item {r.item_id!r} is not in the "
@@ -589,7 +612,9 @@ def _parse_json(raw: bytes) -> Any:
         raise s.BodyError((), "the request body is empty", "missing")
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except RecursionError:  # e.g. [[[[...]]]] thousands deep: the decoder gives up, the request fails
+        raise s.BodyError((), "invalid JSON: nested too deeply", "json_invalid") from None
+    except (ValueError, UnicodeDecodeError) as e:  # ValueError: also an integer of over 4,300 digits
         raise s.BodyError((), f"invalid JSON: {e}", "json_invalid") from None
 
 

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import zlib
@@ -436,6 +437,7 @@ class SQLiteStore(SQLStore):
         self.path = self._path(url)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         # isolation_level=None: no implicit transactions, each write opens its own below;
         # timeout_s: how long a writer waits for another process holding the file's lock
         self._conn = sqlite3.connect(":memory:" if self.path is None else str(self.path), timeout=timeout_s,
@@ -631,3 +633,13 @@ def open_store(url: str) -> RecordStore:
         return PostgresStore(url)
     raise ValueError(f"unsupported store URL {redact_url(url)!r}: supported schemes are "
                      f"{', '.join(SUPPORTED_SCHEMES)}")
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (0600): it holds user ids and
+    attributes. SQLite gives its -wal and -shm files the database file's permissions. An
+    existing file keeps its permissions."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
