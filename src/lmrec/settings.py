@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(200, ge=1, description="requests a key may make at once after being idle")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="larger request bodies get 413")
     max_batch: int = Field(1000, ge=1, le=100_000, description="most events / items in one request")
+    max_future_seconds: float = Field(86_400.0, ge=0, description="event times further than this past the "
+                                                                  "server clock are refused (422)")
     ranking_threads: int = Field(2, ge=1, le=64, description="search and similar requests computed at once; "
                                                              "the others queue (recommend calls are coalesced "
                                                              "into batches by the engine)")

@@ -5,6 +5,10 @@ a burst of interest moves an item up the very next request, and `fit` gives the 
 replaying the events one by one gives. With `half_life_days` > 0 an event's weight halves
 every `half_life_days` days before the latest event seen (data without a clock: positions).
 
+Clock skew: on data with a clock, an event time is read as at most `max_future_seconds` past
+the wall clock. Without that bound one event stamped in 2100 would become "the latest event"
+and age every real event by decades, zeroing every other count for good.
+
 Example:
     >>> from lmrec.testing.toy import toy_dataset
     >>> from lmrec.types import Event
@@ -19,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +44,8 @@ class MostPopularConfig(ComponentConfig):
     many days before the latest event (time decay, "trending")."""
 
     half_life_days: float = Field(0.0, ge=0.0)
+    max_future_seconds: float = Field(86_400.0, ge=0.0, description="event times past the wall clock by more "
+                                                                    "than this count as this far (clock skew)")
 
 
 class MostPopular(Recommender):
@@ -56,14 +63,23 @@ class MostPopular(Recommender):
     def _half_life_s(self) -> float:
         return self.config.half_life_days * (DAY if getattr(self, "clock", True) else 1.0)
 
+    def _times(self, t: np.ndarray) -> np.ndarray:
+        """Event times as the decay reads them: clamped to the wall clock + max_future_seconds
+        (data with a clock only; positions have no wall clock)."""
+        t = np.asarray(t, np.float64)
+        if not getattr(self, "clock", True):
+            return t
+        return np.minimum(t, time.time() + self.config.max_future_seconds)
+
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
         self.clock = dataset.has_timestamps
         h = self._half_life_s()
-        self.t_last = float(train.timestamp.max()) if len(train) else 0.0
+        times = self._times(train.timestamp)
+        self.t_last = float(times.max()) if len(train) else 0.0
         self.t0 = self.t_last
         w = np.ones(len(train))
         if h > 0 and len(train):
-            w = np.exp2((train.timestamp.astype(np.float64) - self.t0) / h)
+            w = np.exp2((times - self.t0) / h)
         self.counts = np.bincount(train.item, weights=w, minlength=self.n_items).astype(np.float64)
         self._cache: ConstantScores | None = None
 
@@ -76,7 +92,7 @@ class MostPopular(Recommender):
         if items.max() >= len(self.counts):
             self.counts = grow_rows(self.counts, int(items.max()) + 1, 0.0)
         if h > 0:
-            t = np.fromiter((e.timestamp for e in events), np.float64, len(events))
+            t = self._times(np.fromiter((e.timestamp for e in events), np.float64, len(events)))
             top = float(t.max())
             if (top - self.t0) / h > 60.0:  # move t0 forward before 2^x can overflow; ratios stay
                 self.counts *= math.pow(2.0, -(top - self.t0) / h)

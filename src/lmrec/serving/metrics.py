@@ -178,13 +178,15 @@ class ObserveRequests:
         params = dict(scope.get("path_params") or {})
         query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
         principal = (scope.get("state") or {}).get("principal")
-        parts = [f"{scope.get('method', '')} {route} {status} {elapsed * 1000:.1f}ms",
-                 f"key={getattr(principal, 'key_id', '-')}"]
-        user = params.get("user_id") or (query.get("user_id") or [None])[0]
+        clean = self.masker.clean  # every value from the request: control characters escaped, PII hashed
+        parts = [f"{clean(scope.get('method', ''))} {route} {status} {elapsed * 1000:.1f}ms",
+                 f"key={clean(getattr(principal, 'key_id', '-'))}"]
+        user = params.pop("user_id", None) or (query.get("user_id") or [None])[0]
         if user is not None:
             parts.append(f"user={self.masker.mask(user)}")
         if "item_id" in params:
-            parts.append(f"item={params['item_id']}")   # catalog ids are not personal data
+            parts.append(f"item={clean(params.pop('item_id'))}")
+        parts += [f"{clean(k)}={clean(v)}" for k, v in sorted(params.items())]
         if "q" in query:
             parts.append(f"q={self.masker.mask(query['q'][0])}")
         parts.append(f"request={request_id}")

@@ -12,8 +12,8 @@ import math
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError,
-                      field_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError,
+                      ValidationInfo, field_validator)
 
 from lmrec.stores.records import EVENT_KINDS, EventRecord, ItemRecord, UserRecord
 
@@ -28,15 +28,62 @@ MAX_ATTRIBUTES = 64
 MAX_K = 200
 #: largest accepted event time (2100-01-01): catches milliseconds sent as seconds
 MAX_TIMESTAMP = 4_102_444_800.0
-# Ids: no control characters (C0, DEL, C1) anywhere, no whitespace at either end. The classes
+#: default of how far past the server clock an event time may be (the `max_future_seconds` setting)
+MAX_FUTURE_SECONDS = 86_400.0
+#: deepest nesting of an attribute value (a list or an object inside another counts one level)
+MAX_ATTRIBUTE_DEPTH = 16
+# Ids: no control characters (C0, DEL, C1) and no "/" (an id is a URL path segment) anywhere,
+# no whitespace at either end. The classes
 # are spelled out rather than written `\s` because `\s` differs between regex engines (Python's
 # includes U+0085 and U+001C-U+001F, ECMAScript's does not): this pattern means the same to
 # pydantic (Rust), Python `re` and JSON-Schema clients, and it is exactly Python's `str.isspace`.
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 _SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-ID_PATTERN = rf"^[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])?$"
+ID_PATTERN = rf"^[^{_CONTROL}{_SPACE}/](?:[^{_CONTROL}/]*[^{_CONTROL}{_SPACE}/])?$"
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN, pattern=ID_PATTERN)]
+
+def check_id_text(value: str) -> str:
+    """The rule of ID_PATTERN with a readable reason (a 422 names the problem, not the regex)."""
+    if "/" in value:
+        raise ValueError("must not contain '/' (ids are URL path segments: /items/{item_id})")
+    bad = next((c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(bad):04X})")
+    if value and (value[0].isspace() or value[-1].isspace()):
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (U+0000)")
+    return value
+
+
+def check_json_value(value: Any, depth: int = 0) -> Any:
+    """A JSON value every store can keep and give back: finite numbers, no NUL in strings or
+    keys, at most MAX_ATTRIBUTE_DEPTH levels of nesting."""
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+    if isinstance(value, str):
+        _no_nul(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(str(k))
+            check_json_value(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            check_json_value(v, depth + 1)
+    return value
+
+
+# the pattern stays in the schema (clients and generated tests read it); the check gives the reason
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN), AfterValidator(check_id_text),
+               Field(json_schema_extra={"pattern": ID_PATTERN})]
+Attributes = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)], JsonValue],
+                       AfterValidator(check_json_value)]
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
 EventKind = Literal["view", "click", "cart", "purchase", "rating", "impression"]
 if set(EventKind.__args__) != set(EVENT_KINDS):  # type: ignore[attr-defined]
@@ -59,7 +106,10 @@ class EventIn(_Strict):
     item_id: Id
     kind: EventKind = "view"
     value: float = Field(1.0, ge=-1e6, le=1e6, description="rating value, quantity, or 1")
-    timestamp: float | None = Field(None, ge=0, le=MAX_TIMESTAMP, description="epoch seconds (UTC)")
+    timestamp: float | None = Field(None, gt=0, le=MAX_TIMESTAMP,
+                                    description="epoch seconds (UTC), at most `max_future_seconds` (a day by "
+                                                "default) past the server clock; omit it for the server's time "
+                                                "(0 is refused, not read as 'now')")
     ranking_id: Id | None = None
 
     @field_validator("value")
@@ -67,6 +117,21 @@ class EventIn(_Strict):
     def _finite(cls, v: float) -> float:
         if not math.isfinite(v):
             raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("timestamp")
+    @classmethod
+    def _not_far_future(cls, v: float | None, info: ValidationInfo) -> float | None:
+        # one far-future event would age every other event at once (decayed popularity): the
+        # server clock bounds what is accepted (validation context: now, max_future_seconds)
+        ctx = info.context or {}
+        if v is None or "now" not in ctx:
+            return v
+        limit = float(ctx["now"]) + float(ctx.get("max_future_seconds", MAX_FUTURE_SECONDS))
+        if v > limit:
+            raise ValueError(f"is {v - float(ctx['now']):.0f} s after the server clock; at most "
+                             f"{float(ctx.get('max_future_seconds', MAX_FUTURE_SECONDS)):.0f} s is accepted "
+                             f"(max_future_seconds)")
         return v
 
     def to_record(self, now: float) -> EventRecord:
@@ -142,16 +207,18 @@ def _field_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "event"
 
 
-def validate_events(raw: list[Any], now: float | None = None) -> tuple[list[tuple[int, EventRecord]],
-                                                                          list[RejectedEvent]]:
+def validate_events(raw: list[Any], now: float | None = None, max_future_seconds: float = MAX_FUTURE_SECONDS
+                    ) -> tuple[list[tuple[int, EventRecord]], list[RejectedEvent]]:
     """Validate each event on its own: (index, record) of the good ones, and one
-    `RejectedEvent` per problem of the bad ones (an event can fail on several fields)."""
+    `RejectedEvent` per problem of the bad ones (an event can fail on several fields).
+    Event times more than `max_future_seconds` after `now` are refused."""
     now = time.time() if now is None else now
+    ctx = {"now": now, "max_future_seconds": max_future_seconds}
     good: list[tuple[int, EventRecord]] = []
     bad: list[RejectedEvent] = []
     for i, item in enumerate(raw):
         try:
-            good.append((i, EventIn.model_validate(item).to_record(now)))
+            good.append((i, EventIn.model_validate(item, context=ctx).to_record(now)))
         except ValidationError as e:
             for err in e.errors(include_url=False):
                 bad.append(RejectedEvent(index=i, field=_field_of(err["loc"]), reason=err["msg"]))
@@ -159,17 +226,20 @@ def validate_events(raw: list[Any], now: float | None = None) -> tuple[list[tupl
 
 
 # ---- items and users ----------------------------------------------------------------------------
-Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_LEN, pattern=ID_PATTERN)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_LEN), AfterValidator(check_id_text),
+                     Field(json_schema_extra={"pattern": ID_PATTERN})]
 
 
 class ItemIn(_Strict):
     """An item's content; its id comes from the path (PUT /items/{item_id})."""
 
-    title: str = Field("", max_length=MAX_TITLE_LEN)
-    text: str = Field("", max_length=MAX_TEXT_LEN, description="description and other free text")
+    title: Annotated[str, AfterValidator(_no_nul)] = Field("", max_length=MAX_TITLE_LEN)
+    text: Annotated[str, AfterValidator(_no_nul)] = Field("", max_length=MAX_TEXT_LEN,
+                                                          description="description and other free text")
     categories: list[Category] = Field(default_factory=list, max_length=MAX_CATEGORIES)
-    attributes: dict[AttributeName, JsonValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES,
-                                                       description="brand, price, language, ...")
+    attributes: Attributes = Field(default_factory=dict, max_length=MAX_ATTRIBUTES,
+                                   description="brand, price, language, ... (finite numbers, no NUL characters, "
+                                               f"at most {MAX_ATTRIBUTE_DEPTH} levels deep)")
     available: bool = True
     created_at: float | None = Field(None, ge=-1e11, le=1e11,
                                      description="when the item was created or released (epoch seconds; the "
@@ -216,7 +286,9 @@ class Deleted(BaseModel):
 
 
 class UserIn(_Strict):
-    attributes: dict[AttributeName, JsonValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+    attributes: Attributes = Field(default_factory=dict, max_length=MAX_ATTRIBUTES,
+                                   description="finite numbers, no NUL characters, "
+                                               f"at most {MAX_ATTRIBUTE_DEPTH} levels deep")
 
     def to_record(self, user_id: str, now: float) -> UserRecord:
         return UserRecord(user_id=user_id, attributes=dict(self.attributes), updated_at=now)

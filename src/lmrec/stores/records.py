@@ -156,6 +156,7 @@ class RecordStore(Protocol):
 def _check_id(value: object, field_name: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{field_name}: must be a non-empty string, got {value!r}")
+    _check_text(value, field_name)
 
 
 def _check_number(value: object, field_name: str) -> None:
@@ -175,6 +176,31 @@ def _check_strings(values: object, field_name: str, *, allowed: Sequence[str] | 
 def _check_mapping(value: object, field_name: str) -> None:
     if not isinstance(value, Mapping):
         raise ValueError(f"{field_name}: must be a mapping, got {type(value).__name__}")
+    _check_json(value, field_name)
+
+
+def _check_text(value: object, field_name: str) -> None:
+    # PostgreSQL cannot store U+0000 in text or JSON; SQLite can. Every backend refuses it, so
+    # what is valid does not depend on the backend.
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{field_name}: must not contain NUL characters (U+0000)")
+
+
+def _check_json(value: object, field_name: str, depth: int = 0) -> None:
+    """A value stored as JSON: finite numbers, no NUL in strings or keys, bounded nesting."""
+    if depth > 64:
+        raise ValueError(f"{field_name}: nested deeper than 64 levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field_name}: must be a finite number, got {value!r}")
+    if isinstance(value, str):
+        _check_text(value, field_name)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_text(str(k), f"{field_name} (a key)")
+            _check_json(v, f"{field_name}.{k}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for j, v in enumerate(value):
+            _check_json(v, f"{field_name}[{j}]", depth + 1)
 
 
 def check_event(event: EventRecord, where: str = "event") -> None:
@@ -199,6 +225,7 @@ def check_item(item: ItemRecord, where: str = "item") -> None:
     for name in ("title", "text"):
         if not isinstance(getattr(item, name), str):
             raise ValueError(f"{where}.{name}: must be a string, got {getattr(item, name)!r}")
+        _check_text(getattr(item, name), f"{where}.{name}")
     _check_strings(item.categories, f"{where}.categories")
     _check_mapping(item.attributes, f"{where}.attributes")
     if not isinstance(item.available, bool):
