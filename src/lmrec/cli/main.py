@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from lmrec.cli import data_cmd, eval_cmd, finetune_cmd, fit_cmd, pipeline_cmd, serve_cmd, service_cmd
+from lmrec.cli import data_cmd, eval_cmd, finetune_cmd, fit_cmd, kg_cmd, pipeline_cmd, serve_cmd, service_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="lmrec: search and recommendation with language models.")
 app.add_typer(data_cmd.app, name="data", help="Inspect, validate, clean and download data sets.")
+app.add_typer(kg_cmd.app, name="kg", help="The knowledge graph: summarise it, import triple files.")
 app.command("eval")(eval_cmd.eval_command)
 app.command("fit")(fit_cmd.fit_command)
 app.command("models")(eval_cmd.models_command)

@@ -210,7 +210,7 @@ def train_command(
     log = logging.getLogger("lmrec.train")
     try:
         ds, last_seq = store_dataset(store, kinds=engine_cfg.train_kinds, template=engine_cfg.item_template,
-                                     has_timestamps=engine_cfg.has_timestamps)
+                                     has_timestamps=engine_cfg.has_timestamps, home=engine_cfg.home)
         if not len(ds.interactions):
             raise fail(f"the store {engine_cfg.resolved_store_url()} holds no events of the kinds "
                        f"{', '.join(engine_cfg.train_kinds)} to fit on")

@@ -428,7 +428,7 @@ class Engine:
         try:
             cfg = self.config
             dataset, last_seq = store_dataset(self.store, kinds=cfg.train_kinds, template=cfg.item_template,
-                                              has_timestamps=cfg.has_timestamps)
+                                              has_timestamps=cfg.has_timestamps, home=cfg.home)
             progress(f"fitting on {len(dataset.interactions)} events, {dataset.n_items} items, "
                      f"{dataset.n_users} users")
             self._events_since_train = 0

@@ -62,12 +62,26 @@ def item_row(rec: ItemRecord) -> dict[str, Any]:
             "available": bool(rec.available)}
 
 
+KG_TRIPLES = Path("kg") / "triples.tsv"  # a home's imported knowledge-graph triples (`lmrec kg import`)
+
+
+def read_home_triples(home: Path) -> Any:
+    """The triples `lmrec kg import` kept in `home` (a DataFrame), or None."""
+    path = Path(home) / KG_TRIPLES
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", dtype={"head": str, "relation": str, "tail": str}, keep_default_na=False)
+
+
 def store_dataset(store: RecordStore, *, kinds: Sequence[str], template: str, has_timestamps: bool = True,
-                  name: str = "service") -> tuple[Dataset, int]:
+                  name: str = "service", home: Path | None = None) -> tuple[Dataset, int]:
     """The store as a `Dataset` (see the module docstring) and the last event seq it holds.
 
     Items that events name but the catalog does not hold (deleted, or never upserted) are
-    kept as unavailable items without text, so every event has its item."""
+    kept as unavailable items without text, so every event has its item. With `home`, the
+    knowledge-graph triples imported there (`lmrec kg import`) come with the data set."""
     last_seq = store.last_seq()
     keep = set(kinds)
     users, items, ts, kind, value = [], [], [], [], []
@@ -101,6 +115,10 @@ def store_dataset(store: RecordStore, *, kinds: Sequence[str], template: str, ha
         for key, v in (rec.attributes if rec is not None else {}).items():
             attrs.setdefault(key, [None] * len(umap))[u] = v
     ds.interactions, ds.user_attributes = inter, attrs
+    if home is not None and (triples := read_home_triples(home)) is not None:
+        from lmrec.kg.triples import attach_triples
+
+        attach_triples(ds, triples)
     return ds, last_seq
 
 
