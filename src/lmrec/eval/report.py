@@ -240,6 +240,15 @@ def _group_grid(rows: Sequence[dict[str, Any]], by: str) -> tuple[list[str], lis
         for g in (r.get("groups") or {}).get(by, []):
             groups.setdefault(g["group"], {"users": g.get("users"), "about": g.get("about", "")})
     about = any(v["about"] for v in groups.values())
+    if len(rows) > 2:  # many result rows: one line per row, one column per group
+        header = [f"{metric} by {by}"] + list(groups)
+        cells = [["users"] + [str(meta["users"]) for meta in groups.values()]]
+        if about:
+            cells.append(["range"] + [meta["about"].replace(" items", "") for meta in groups.values()])
+        for lab, r in zip(labels, rows):
+            got = {g["group"]: g.get(metric) for g in (r.get("groups") or {}).get(by, [])}
+            cells.append([lab] + ["-" if got.get(name) is None else f"{float(got[name]):.4f}" for name in groups])
+        return header, cells
     header = [by] + (["range"] if about else []) + ["users"] + (
         [metric] if len(rows) == 1 else [f"{metric} {lab}" for lab in labels])
     cells = []
@@ -273,12 +282,22 @@ def fairness_markdown(rows: Sequence[dict[str, Any]]) -> str:
     for lab, r in zip(labels, fair):
         vals = ["-" if r.get(c) is None else f"{float(r[c]):.4f}" for c in cols]
         out.append("| " + " | ".join([lab.replace("|", "\\|")] + vals) + " |")
-    for by in _groupings(fair):
-        header, cells = _group_grid(fair, by)
-        out += ["", f"### {_group_head(fair)} by {by}" + (" decile (training items per user)" if by == "activity" else ""),
-                "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
+    for name, part in _by_dataset(fair):
+        for by in _groupings(part):
+            rows_by = [r for r in part if by in (r.get("groups") or {})]
+            header, cells = _group_grid(rows_by, by)
+            title = f"{_group_head(rows_by)} by {by}" + (" decile (training items per user)" if by == "activity" else "")
+            out += ["", f"### {name + ': ' if name else ''}{title}", "",
+                    "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+            out += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
     return "\n".join(out)
+
+
+def _by_dataset(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Rows split by data set, in order (groups of different data sets hold different users)."""
+    names = list(dict.fromkeys(str(r.get("dataset", "")) for r in rows))
+    parts = [(n, [r for r in rows if str(r.get("dataset", "")) == n]) for n in names]
+    return parts if len(parts) > 1 else [("", list(rows))]
 
 
 def fairness_rich_tables(rows: Sequence[dict[str, Any]]) -> list[Any]:
@@ -297,15 +316,23 @@ def fairness_rich_tables(rows: Sequence[dict[str, Any]]) -> list[Any]:
     for lab, r in zip(_row_labels(fair), fair):
         t.add_row(lab, *("-" if r.get(c) is None else f"{float(r[c]):.4f}" for c in cols))
     tables = [t]
-    for by in _groupings(fair):
-        header, cells = _group_grid(fair, by)
-        g = Table(title=f"{_group_head(fair)} by {by}")
-        for j, h in enumerate(header):
-            g.add_column(h, justify="left" if j == 0 else "right")
-        for line in cells:
-            g.add_row(*line)
-        tables.append(g)
+    for name, part in _by_dataset(fair):
+        for by in _groupings(part):
+            rows_by = [r for r in part if by in (r.get("groups") or {})]
+            tables.append(_rich_group(rows_by, by, name))
     return tables
+
+
+def _rich_group(rows: Sequence[dict[str, Any]], by: str, dataset: str) -> Any:
+    from rich.table import Table
+
+    header, cells = _group_grid(rows, by)
+    g = Table(title=f"{dataset + ': ' if dataset else ''}{_group_head(rows)} by {by}")
+    for j, h in enumerate(header):
+        g.add_column(h, justify="left" if j == 0 else "right")
+    for line in cells:
+        g.add_row(*line)
+    return g
 
 
 def _value(row: dict[str, Any], key: str) -> Any:

@@ -159,3 +159,23 @@ def test_reports_show_fairness_tables_that_fit(split, tmp_path, monkeypatch):
     assert max(len(ln) for ln in lines) <= 80
     assert not any("…" in ln for ln in lines), "a cell was cut to fit"
     assert report.fairness_markdown([{"model": "x", "NDCG@10": 0.1}]) == ""
+
+
+def test_group_tables_per_data_set_and_transposed_for_many_rows(split):
+    pop = MostPopular().fit(split.train_valid, split.dataset)
+    res = evaluate(pop, split, stage="test")
+    base = res.row(dataset="toy", model="popular")
+    rows = [dict(base, label=f"run {j}") for j in range(3)]
+    other = dict(base, dataset="other", label="elsewhere")
+    other["groups"] = {"activity": [dict(g, users=g["users"] * 2) for g in base["groups"]["activity"]]}
+    text = report.fairness_markdown(rows + [other])
+    assert "### toy: NDCG@10 by activity" in text and "### other: NDCG@10 by activity" in text
+    assert "### other: NDCG@10 by gender" not in text  # that data set has no gender groups
+    toy = text.split("### toy: NDCG@10 by activity")[1].split("###")[0]
+    assert "| NDCG@10 by activity | d1 | d2 |" in toy  # three rows: one line per run
+    assert f"| run 0 | {base['groups']['activity'][0]['NDCG@10']:.4f} |" in toy
+    users = [str(g["users"]) for g in base["groups"]["activity"]]
+    assert "| users | " + " | ".join(users) + " |" in toy
+    oth = text.split("### other: NDCG@10 by activity")[1].split("###")[0]
+    first = base["groups"]["activity"][0]
+    assert f"| d1 | {first['about']} | {2 * first['users']} |" in oth  # one row: a line per group
