@@ -119,7 +119,10 @@ def main() -> None:
                               group="curve", title=f"{name}: accuracy vs long-tail share (re-ranker strength)")
             plots.append(png.name)
     command = "python benchmarks/fairness.py" + "".join(f" --dataset {n}" for n in (args.dataset or []))
-    notes = ("Plots (NDCG@10 against longtail@10 as the re-ranker's strength grows): "
+    notes = ("Re-ranker rows: the base model's top 100 (one channel, no ranker), then `seen` and `longtail` "
+             "(lmrec.rerank.longtail). xquad moves each list towards half head, half tail (it lowers the tail "
+             "share of a list that is already mostly tail); penalty always pushes popular items down. "
+             "Plots (NDCG@10 against longtail@10 as the strength grows): "
              + ", ".join(f"![{p}]({p})" for p in plots) + "." if plots else None)
     _, md = write_results("fairness", table_rows, command, out_dir=RESULTS, notes=notes)
     console.print(f"written {md}")
