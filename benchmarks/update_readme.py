@@ -49,6 +49,12 @@ SECTIONS = [
     ("two_tower", "Two-tower recommender (frozen LM item tower + MLP)", ""),
     ("finetune_search", "Fine-tuning the bi-encoder on Home Depot queries", ""),
     ("pipeline", "Multi-stage pipeline: recall -> merge -> rank -> re-rank", ""),
+    ("fairness", "Popularity bias and fairness: exposure, long tail, user groups",
+     "gini@10: Gini of the items' top-10 appearances over the catalog; longtail@10: share of top-10 slots "
+     "outside the 20% most popular training items; NDCG@10 per activity decile, and per gender and age band "
+     "where the data set has them (lmrec.eval.fairness). The re-ranker rows apply `longtail` "
+     "(lmrec.rerank.longtail) to the base model's top 100; ΔNDCG@10 is the paired-bootstrap difference to "
+     "strength 0 (95% CI)."),
     ("ingest", "Event ingest with durability on (SQLite WAL synchronous=FULL, PostgreSQL fsync)", ""),
     ("realtime", "Serving engine in process: latency and event-to-effect", ""),
     ("service", "HTTP service under load", ""),

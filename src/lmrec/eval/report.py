@@ -274,7 +274,7 @@ def fairness_markdown(rows: Sequence[dict[str, Any]]) -> str:
         return ""
     labels = _row_labels(fair)
     cols = [c for c in FAIRNESS_METRICS if any(c in r for r in fair)]
-    out = ["## Popularity bias", "",
+    out = ["#### Popularity bias", "",
            "gini: exposure Gini of the items' top-10 appearances over the catalog (0 = equal); "
            "longtail: share of top-10 slots given to items outside the 20% most popular of the "
            "training data (see `lmrec.eval.fairness`).", "",
@@ -287,7 +287,7 @@ def fairness_markdown(rows: Sequence[dict[str, Any]]) -> str:
             rows_by = [r for r in part if by in (r.get("groups") or {})]
             header, cells = _group_grid(rows_by, by)
             title = f"{_group_head(rows_by)} by {by}" + (" decile (training items per user)" if by == "activity" else "")
-            out += ["", f"### {name + ': ' if name else ''}{title}", "",
+            out += ["", f"#### {name + ': ' if name else ''}{title}", "",
                     "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
             out += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
     return "\n".join(out)
