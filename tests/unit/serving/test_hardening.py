@@ -4,7 +4,6 @@ on every backend, ids with '/', and private database files."""
 
 from __future__ import annotations
 
-import json
 import logging
 import stat
 import time
@@ -239,10 +238,3 @@ def test_sqlite_files_are_private(tmp_path: Path) -> None:
     finally:
         store.close()
 
-
-def test_json_helper_loads() -> None:
-    # the events body parser is the stdlib's: its two failure modes above are not JSONDecodeError
-    with pytest.raises(RecursionError):
-        json.loads("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(ValueError, match="4300"):
-        json.loads("1" * 5000)
