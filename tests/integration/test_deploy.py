@@ -236,6 +236,13 @@ def test_compose_lmrec_settings_are_real(app_routes: set[str], monkeypatch: pyte
     assert url.startswith(f"postgresql://{pg['POSTGRES_USER']}:") and url.endswith(f"@postgres:5432/{pg['POSTGRES_DB']}")
     assert _interpolate(pg["POSTGRES_PASSWORD"]) in url
     assert f"{cfg.port}:{cfg.port}" in services["lmrec"]["ports"]
+    if cfg.events_url:   # the event stream is the compose broker's
+        from urllib.parse import urlsplit
+
+        from lmrec.streams import parse_stream_url
+
+        broker = urlsplit(parse_stream_url(cfg.events_url).url)
+        assert broker.hostname in services and broker.hostname in services["lmrec"]["depends_on"]
     probe = re.search(rf"127\.0\.0\.1:{cfg.port}(/\w+)", " ".join(services["lmrec"]["healthcheck"]["test"]))
     assert probe and probe.group(1) in app_routes
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from lmrec.cli import data_cmd, eval_cmd, finetune_cmd, fit_cmd, kg_cmd, pipeline_cmd, serve_cmd, service_cmd
+from lmrec.cli import (data_cmd, eval_cmd, events_cmd, finetune_cmd, fit_cmd, kg_cmd, pipeline_cmd, serve_cmd,
+                       service_cmd)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="lmrec: search and recommendation with language models.")
@@ -15,6 +16,7 @@ app.command("fit")(fit_cmd.fit_command)
 app.command("models")(eval_cmd.models_command)
 app.add_typer(service_cmd.keys_app, name="keys", help="Create, list and revoke the service's API keys.")
 app.command("serve")(service_cmd.serve_command)
+app.add_typer(events_cmd.app, name="events", help="Publish events to a stream the service consumes.")
 app.command("train")(service_cmd.train_command)
 app.command("demo")(service_cmd.demo_command)
 app.command("bench-demo")(eval_cmd.demo_command)

@@ -113,6 +113,9 @@ def serve_command(
     encoder: Optional[str] = typer.Option(None, "--encoder", help="minilm | e5-small | minilm-int8 | fake ..."),
     index: Optional[str] = typer.Option(None, "--index", help="flat | hnsw"),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without API keys (local demo only)."),
+    events: Optional[str] = typer.Option(None, "--events", help="Also consume events from a stream: "
+                                         "nats://127.0.0.1:4222/lmrec.events or redis://127.0.0.1:6379/0?stream=KEY "
+                                         "(or LMREC_EVENTS_URL)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
     """Run the HTTP service (one uvicorn worker): the pipeline of --config over the store in --home.
@@ -122,7 +125,7 @@ def serve_command(
     and swaps it in while requests are served."""
     _limit_thread_env(1)
     cfg = build_config(home, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
-                       no_auth=no_auth, config=config)
+                       no_auth=no_auth, config=config, events_url=events)
     run_server(cfg, log_level)
 
 
@@ -143,7 +146,7 @@ def build_config(home: Optional[Path], engine_extra: dict[str, Any] | None = Non
     service = {k: options[k] for k in ("host", "port") if options.get(k) is not None}
     if options.get("no_auth"):
         service["auth_enabled"] = False
-    for name in ("rate_limit_rps", "rate_limit_burst"):
+    for name in ("rate_limit_rps", "rate_limit_burst", "events_url"):
         if options.get(name) is not None:
             service[name] = options[name]
     try:

@@ -238,9 +238,17 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
             st.owns_engine = True
             st.loader = threading.Thread(target=_open_engine, args=(st,), name="lmrec-engine-open", daemon=True)
             st.loader.start()
+        consumer = None
+        if config.events_url:   # the event stream feeds the engine once it is open
+            from lmrec.streams import StreamConsumer
+
+            consumer = StreamConsumer(config.events_url, engine=lambda: st.engine if st.ready else None,
+                                      metrics=st.metrics).start()
         try:
             yield
         finally:
+            if consumer is not None:
+                await run_in_threadpool(consumer.stop)
             if st.loader is not None:
                 await run_in_threadpool(st.loader.join)
             if st.owns_engine and st.engine is not None:

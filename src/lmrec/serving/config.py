@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lmrec.serving.engine_config import EngineConfig
 from lmrec.settings import Settings
@@ -27,10 +27,27 @@ class ServiceConfig(Settings):
     """Settings of one service process (the engine is required)."""
 
     engine: EngineConfig
+    events_url: str | None = Field(None, description="consume events from this stream besides POST /events: "
+                                                     "nats://host:4222/SUBJECT or redis://host:6379/0?stream=KEY "
+                                                     "(lmrec.streams)")
     unknown_item_events: Literal["accept", "reject"] = Field(
         "accept", description="POST /events naming an item that is not in the catalog: 'accept' stores it (the item "
                               "may be added later; it is counted in the answer's `unknown_items`), 'reject' refuses "
                               "it like any invalid event (field 'item_id', also counted)")
+
+    @field_validator("events_url")
+    @classmethod
+    def _events_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        from lmrec.streams import parse_stream_url
+
+        kind = parse_stream_url(v).kind
+        try:
+            __import__("nats" if kind == "nats" else "redis")
+        except ImportError:
+            raise ValueError(f"{kind} streams need pip install 'lmrec[stream]'") from None
+        return v
 
     def store_url(self) -> str:
         """The record store the engine uses (the sqlite file in its home by default)."""

@@ -300,20 +300,26 @@ class Engine:
             self._blas = False
 
     # ==== writes ==============================================================================
-    def ingest(self, events: Sequence[EventRecord]) -> list[int]:
+    def ingest(self, events: Sequence[EventRecord], event_ids: Sequence[str] | None = None) -> list[int]:
         """Commit the events to the store, then fold them into the served pipeline; returns
         their seqs. Events without a timestamp (0) get the current time. Invalid events raise
-        ValueError naming `events[i].field` and nothing is committed."""
+        ValueError naming `events[i].field` and nothing is committed.
+
+        With `event_ids` (an event stream's at-least-once delivery) an event whose id was
+        committed before is skipped, in the store and the pipeline alike: its seq is None."""
         now = time.time()
         checked = [_check_event(e, i, now) for i, e in enumerate(events)]
         if not checked:
             return []
         with self._write:
-            seqs = list(self.store.append_events(checked))
-            done = [dataclasses.replace(e, seq=s) for e, s in zip(checked, seqs)]
-            if seqs and seqs[0] > self._applied_seq + 1:
+            if event_ids is None:
+                seqs: list[Any] = list(self.store.append_events(checked))
+            else:
+                seqs = list(self.store.append_events_once(checked, event_ids))
+            done = [dataclasses.replace(e, seq=s) for e, s in zip(checked, seqs) if s is not None]
+            if done and done[0].seq > self._applied_seq + 1:
                 # another process wrote to the store: take its events first, in order
-                done = [e for e in self.store.events(after_seq=self._applied_seq) if e.seq < seqs[0]] + done
+                done = [e for e in self.store.events(after_seq=self._applied_seq) if e.seq < done[0].seq] + done
             self._apply(done)
         return seqs
 

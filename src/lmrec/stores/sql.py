@@ -88,6 +88,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at {float} NOT NULL,
     revoked {bool} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event_ids (
+    event_id TEXT{C} PRIMARY KEY CHECK (event_id <> ''),
+    seq BIGINT
+);
 CREATE TABLE IF NOT EXISTS rankings (
     ranking_id TEXT{C} PRIMARY KEY CHECK (ranking_id <> ''),
     user_id TEXT,
@@ -112,6 +116,9 @@ _STATEMENTS = {
     "event_users": "SELECT DISTINCT user_id FROM events WHERE user_id > {p} ORDER BY user_id LIMIT {p}",
     "user_records": "SELECT user_id, attributes, updated_at FROM users WHERE user_id > {p} ORDER BY user_id LIMIT {p}",
     "count_events": "SELECT COUNT(*) FROM events",
+    # idempotent ingest (an event stream redelivers): the first commit of an id claims it
+    "claim_event_id": "INSERT INTO event_ids (event_id, seq) VALUES ({p}, NULL) ON CONFLICT (event_id) DO NOTHING",
+    "set_event_id_seq": "UPDATE event_ids SET seq = {p} WHERE event_id = {p}",
     "last_seq": "SELECT COALESCE(MAX(seq), 0) FROM events",
     # a live item keeps its creation time; a deleted one that comes back is new again
     "upsert_item": (
@@ -231,6 +238,37 @@ class SQLStore(ABC):
             return []
         with self._tx() as cur:
             return self._insert_events(cur, rows)
+
+    def append_events_once(self, events: Sequence[EventRecord], event_ids: Sequence[str]) -> list[int | None]:
+        """`append_events` for events that carry an id (a stream's at-least-once delivery): in
+        one transaction, each event whose id was never committed is appended; a repeated id
+        (committed before, or earlier in this batch) is skipped. Returns the seqs, None for a
+        skipped event. Two processes committing the same id: the first one's wins."""
+        if len(events) != len(event_ids):
+            raise ValueError(f"{len(events)} events but {len(event_ids)} event ids")
+        rows = []
+        for i, (e, eid) in enumerate(zip(events, event_ids)):
+            check_event(e, f"events[{i}]")
+            if not isinstance(eid, str) or not eid.strip() or len(eid) > 256:
+                raise ValueError(f"events[{i}].event_id must be a non-empty string of at most 256 characters, "
+                                 f"got {eid!r}")
+            rows.append((e.user_id, e.item_id, e.kind, float(e.value), float(e.timestamp), e.ranking_id))
+        out: list[int | None] = [None] * len(rows)
+        if not rows:
+            return out
+        with self._tx() as cur:
+            fresh = []
+            # claimed in id order: two processes claiming overlapping ids never wait on each other in a cycle
+            for i in sorted(range(len(rows)), key=lambda i: event_ids[i]):
+                cur.execute(self._sql["claim_event_id"], (event_ids[i],))
+                if cur.rowcount == 1:
+                    fresh.append(i)
+            fresh.sort()
+            seqs = self._insert_events(cur, [rows[i] for i in fresh]) if fresh else []
+            for i, seq in zip(fresh, seqs):
+                cur.execute(self._sql["set_event_id_seq"], (seq, event_ids[i]))
+                out[i] = seq
+        return out
 
     def events(self, *, after_seq: int = 0, user_id: str | None = None,
                limit: int | None = None) -> Iterator[EventRecord]:

@@ -1,0 +1,186 @@
+"""`StreamConsumer`: the loop that feeds the engine from a stream, in a background thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lmrec.stores.records import EventRecord
+from lmrec.streams.base import BadMessage, Broker, BrokerUnavailable, Message, parse_stream_url
+from lmrec.streams.messages import decode_event
+
+__all__ = ["StreamConsumer", "open_broker"]
+
+log = logging.getLogger("lmrec.streams")
+
+#: ingest(events, event_ids) -> seqs, None for an id committed before (`Engine.ingest`)
+Ingest = Callable[[Sequence[EventRecord], Sequence[str]], Sequence[int | None]]
+
+
+def open_broker(url: str, **kw: Any) -> Broker:
+    """The broker for a stream URL (not yet connected)."""
+    target = parse_stream_url(url)
+    if target.kind == "nats":
+        from lmrec.streams.nats_broker import NatsBroker
+
+        return NatsBroker(target, **kw)
+    from lmrec.streams.redis_broker import RedisBroker
+
+    return RedisBroker(target, **kw)
+
+
+class StreamConsumer:
+    """Fetch a batch, commit its events (idempotently), then acknowledge it; repeat.
+
+    `ingest` is `Engine.ingest` (or a function of `() -> engine` given as `engine`, for a
+    service whose engine opens later). Malformed messages go to the dead-letter stream. When
+    the broker cannot be reached the error is logged and the connection retried with
+    exponential back-off (`backoff_s` doubling up to `max_backoff_s`); when the ingest fails
+    (the store is down) the batch is not acknowledged, so it is delivered again.
+
+    `after_commit` is a test hook called after a batch is committed and before it is acked.
+    """
+
+    def __init__(self, url: str, ingest: Ingest | None = None, *, engine: Callable[[], Any] | None = None,
+                 metrics: Any = None, batch: int = 256, fetch_timeout_s: float = 1.0, backoff_s: float = 0.5,
+                 max_backoff_s: float = 30.0, after_commit: Callable[[int], None] | None = None,
+                 broker: Broker | None = None) -> None:
+        if (ingest is None) == (engine is None):
+            raise ValueError("give either ingest or engine")
+        self.broker = broker if broker is not None else open_broker(url)
+        self.target = self.broker.target
+        self._ingest = ingest
+        self._engine = engine
+        self.metrics = metrics
+        self.batch = int(batch)
+        self.fetch_timeout_s = fetch_timeout_s
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.after_commit = after_commit
+        self.connected = False
+        self.consumed = self.duplicates = self.dead_letters = self.connect_failures = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._batches = 0
+        self._lag_at = 0.0
+        if metrics is not None:   # series exist at 0 from the start (alerts compare rates)
+            name = self.target.name
+            metrics.stream_consumed.labels(name)
+            metrics.stream_duplicates.labels(name)
+            metrics.stream_connected.labels(name).set(0)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> StreamConsumer:
+        self._thread = threading.Thread(target=self.run, name="lmrec-stream", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.broker.close()
+
+    def run(self) -> None:
+        """Consume until `stop()`; never raises for broker or store trouble."""
+        backoff = self.backoff_s
+        while not self._stop.is_set():
+            try:
+                if not self.connected:
+                    self.broker.connect()
+                    self._set_connected(True)
+                    log.info("consuming events from %s", self.target)
+                    backoff = self.backoff_s
+                self.step()
+            except BrokerUnavailable as e:
+                if self.connected or self.last_error != str(e):
+                    log.error("%s; retrying in %.1f s", e, backoff)
+                self.last_error = str(e)
+                self.connect_failures += 1
+                self._set_connected(False)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+            except Exception as e:  # noqa: BLE001 - e.g. the store is down: deliver the batch again later
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.error("cannot ingest events from %s (%s); the batch will be delivered again, retrying in "
+                          "%.1f s", self.target, self.last_error, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+            else:
+                backoff = self.backoff_s
+
+    def _set_connected(self, up: bool) -> None:
+        self.connected = up
+        if self.metrics is not None:
+            self.metrics.stream_connected.labels(self.target.name).set(1 if up else 0)
+
+    # -- one batch ---------------------------------------------------------------------------
+    def step(self) -> int:
+        """Fetch and handle one batch; the number of messages handled."""
+        ingest = self._ingest
+        if ingest is None:
+            engine = self._engine() if self._engine is not None else None
+            if engine is None:            # the service's engine is still opening
+                self._stop.wait(0.2)
+                return 0
+            ingest = engine.ingest
+        messages = self.broker.fetch(self.batch, self.fetch_timeout_s)
+        if not messages:
+            self._update_lag(force=True)
+            return 0
+        good: list[tuple[Message, str, EventRecord]] = []
+        for m in messages:
+            try:
+                event_id, event = decode_event(m.data, m.position)
+            except BadMessage as e:
+                self._dead_letter(m, e.reason, e.detail)
+                continue
+            good.append((m, event_id, event))
+        if good:
+            try:
+                seqs = list(ingest([e for _, _, e in good], [i for _, i, _ in good]))
+            except ValueError:
+                # the engine refused the batch (a check the message decoding does not make): find
+                # the culprits one by one, dead-letter them, commit the rest
+                seqs = []
+                for m, eid, e in good:
+                    try:
+                        seqs += list(ingest([e], [eid]))
+                    except ValueError as err:
+                        self._dead_letter(m, "rejected", str(err))
+                        seqs.append(-1)
+                good = [g for g, s in zip(good, seqs) if s != -1]
+                seqs = [s for s in seqs if s != -1]
+            new = sum(s is not None for s in seqs)
+            self.consumed += new
+            self.duplicates += len(seqs) - new
+            if self.metrics is not None:
+                self.metrics.stream_consumed.labels(self.target.name).inc(new)
+                self.metrics.stream_duplicates.labels(self.target.name).inc(len(seqs) - new)
+                self.metrics.observe_events([e.kind for (_, _, e), s in zip(good, seqs) if s is not None], [])
+            self._batches += 1
+            if self.after_commit is not None:
+                self.after_commit(self._batches)
+            self.broker.ack([m for m, _, _ in good])
+        self._update_lag()
+        return len(messages)
+
+    def _dead_letter(self, m: Message, reason: str, detail: str) -> None:
+        self.broker.dead_letter(m, reason, detail)
+        self.dead_letters += 1
+        log.warning("message %s sent to the dead-letter stream %s: %s: %s", m.position, self.target.dead_letter,
+                    reason, detail[:200])
+        if self.metrics is not None:
+            self.metrics.stream_dead_letters.labels(self.target.name, reason).inc()
+
+    def _update_lag(self, force: bool = False) -> None:
+        if self.metrics is None or (not force and time.monotonic() - self._lag_at < 5.0):
+            return
+        self._lag_at = time.monotonic()
+        lag = self.broker.lag()
+        if lag is not None:
+            self.metrics.stream_lag.labels(self.target.name).set(lag)
