@@ -67,6 +67,8 @@ class StreamConsumer:
         self._thread: threading.Thread | None = None
         self._batches = 0
         self._lag_at = 0.0
+        self._logged_at = 0.0
+        self._failures_at_log = 0
         if metrics is not None:   # series exist at 0 from the start (alerts compare rates)
             name = self.target.name
             metrics.stream_consumed.labels(name)
@@ -97,10 +99,15 @@ class StreamConsumer:
                     backoff = self.backoff_s
                 self.step()
             except BrokerUnavailable as e:
+                self.connect_failures += 1
                 if self.connected or self.last_error != str(e):
                     log.error("%s; retrying in %.1f s", e, backoff)
+                    self._logged_at, self._failures_at_log = time.monotonic(), self.connect_failures
+                elif time.monotonic() - self._logged_at > 60:   # the same error: a reminder a minute
+                    log.error("still %s (%d attempts); retrying in %.1f s", e,
+                              self.connect_failures - self._failures_at_log + 1, backoff)
+                    self._logged_at = time.monotonic()
                 self.last_error = str(e)
-                self.connect_failures += 1
                 self._set_connected(False)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
