@@ -144,3 +144,16 @@ def test_installed_command_prints_no_traceback(a_file: Path) -> None:
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.strip().splitlines() == [f"error: --home {a_file} is a file, not a folder: give the "
                                                "service's home folder"]
+
+
+def test_keys_read_the_store_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `lmrec serve` does: LMREC_ENGINE__HOME / __STORE_URL (e.g. in the container) name the store."""
+    monkeypatch.chdir(tmp_path)                                  # no lmrec.toml here
+    _one_error_line(runner.invoke(app, ["keys", "list"]), "give --home DIR or --store-url URL",
+                    "LMREC_ENGINE__HOME")
+    monkeypatch.setenv("LMREC_ENGINE__HOME", str(tmp_path / "home"))
+    _one_error_line(runner.invoke(app, ["keys", "list"]), f"no lmrec store at {tmp_path / 'home'}/lmrec.db")
+    assert runner.invoke(app, ["keys", "create", "--name", "ops", "--create"]).exit_code == 0
+    assert "ops" in runner.invoke(app, ["keys", "list"]).stdout
+    monkeypatch.setenv("LMREC_ENGINE__STORE_URL", f"sqlite:///{tmp_path}/other.db")    # the URL wins over home
+    _one_error_line(runner.invoke(app, ["keys", "list"]), f"no lmrec store at {tmp_path}/other.db")

@@ -40,6 +40,22 @@ def _store_url(home: Optional[Path], store_url: Optional[str]) -> str:
     return f"sqlite:///{_check_home(home, create=False)}/lmrec.db"
 
 
+def _settings_store() -> tuple[Optional[Path], Optional[str]]:
+    """(home, store URL) from the settings' [engine] table, for commands given neither."""
+    from lmrec.settings import SettingsError, load_settings
+
+    try:
+        engine = load_settings().engine
+    except SettingsError as e:
+        head, _, rest = str(e).partition("\n")
+        raise fail(head + " " + "; ".join(line.strip() for line in rest.splitlines() if line.strip())) from None
+    url, home = engine.get("store_url"), engine.get("home")
+    if not url and not home:
+        raise fail("give --home DIR or --store-url URL (or set [engine] home or store_url in lmrec.toml, "
+                   "LMREC_ENGINE__HOME or LMREC_ENGINE__STORE_URL)")
+    return (None if url else Path(str(home))), (str(url) if url else None)
+
+
 def _sqlite_file(url: str) -> Optional[Path]:
     """The database file of a sqlite URL (None in memory); a malformed URL is a CLI error."""
     from lmrec.stores.sql import SQLiteStore
@@ -54,9 +70,11 @@ def _open_store(home: Optional[Path], store_url: Optional[str], *, create: bool 
                 hint: str = "a new store is made by `lmrec serve` or `lmrec keys create --create`") -> Any:
     """The record store of --home / --store-url. An existing SQLite file is required unless
     `create`: a misspelt --home must not silently start a second, empty database (whose keys
-    the service would never see)."""
-    from lmrec.stores.sql import open_store
-
+    the service would never see). Without either option, the settings' [engine] home or
+    store_url (lmrec.toml, LMREC_ENGINE__HOME, LMREC_ENGINE__STORE_URL) name the store, as
+    for `lmrec serve`."""
+    if home is None and not store_url:
+        home, store_url = _settings_store()
     if home is not None and not store_url:
         _check_home(home, create=create)
     url = _store_url(home, store_url)
