@@ -157,3 +157,13 @@ def test_keys_read_the_store_from_the_settings(tmp_path: Path, monkeypatch: pyte
     assert "ops" in runner.invoke(app, ["keys", "list"]).stdout
     monkeypatch.setenv("LMREC_ENGINE__STORE_URL", f"sqlite:///{tmp_path}/other.db")    # the URL wins over home
     _one_error_line(runner.invoke(app, ["keys", "list"]), f"no lmrec store at {tmp_path}/other.db")
+
+
+def test_demo_checks_the_port_before_seeding(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = runner.invoke(app, ["demo", "--encoder", "fake", "--home", str(tmp_path / "demo"), "--port", str(port)])
+    _one_error_line(res, f"127.0.0.1:{port}", "Address already in use")
+    assert not (tmp_path / "demo").exists()                 # nothing was seeded for a server that cannot start

@@ -566,6 +566,8 @@ def demo_command(
         return
     if dataset not in DEMO_DATASETS:
         raise fail(f"--dataset must be one of {', '.join(DEMO_DATASETS)} (got {dataset!r})")
+    if not smoke:
+        check_port(host, port)   # before seeding and embedding, which can take minutes
     _limit_thread_env(1)
     with tempfile.TemporaryDirectory(prefix="lmrec-demo-") as tmp:
         if home is None:
