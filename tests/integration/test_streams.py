@@ -291,6 +291,36 @@ def test_each_event_counted_once_bad_messages_dead_lettered(url: str, tmp_path: 
         engine.close()
 
 
+def test_a_batch_that_fails_to_commit_comes_back_at_once(kind: str, tmp_path: Path) -> None:
+    # redelivery by timeout would take a minute here: the consumer hands the batch back (nak)
+    url = stream_url(kind, **({"ack_wait": "60"} if kind == "nats" else {"claim_idle_ms": "60000"}))
+    from lmrec.stores.sql import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/db.sqlite")
+    calls = []
+
+    def flaky_ingest(evs: Any, ids: Any) -> Any:
+        calls.append(len(evs))
+        if len(calls) <= 2:
+            raise ConnectionError("the store is down")
+        return store.append_events_once(evs, ids)
+
+    producer = open_broker(url)
+    producer.connect()
+    consumer = StreamConsumer(url, flaky_ingest, batch=50, fetch_timeout_s=0.2, backoff_s=0.1)
+    try:
+        publish_events(producer, events(8))
+        t = time.monotonic()
+        consumer.start()
+        wait_for(lambda: store.count_events() == 8 and consumer.broker.lag() == 0, 15, "the batch committed")
+        assert time.monotonic() - t < 15 and len(calls) >= 3 and consumer.consumed == 8
+    finally:
+        consumer.stop()
+        producer.close()
+        store.close()
+        delete_stream(url)
+
+
 def test_events_publish_cli_replays_a_file_once(url: str, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -151,6 +151,12 @@ class StreamConsumer:
             try:
                 seqs = list(ingest([e for _, _, e in good], [i for _, i, _ in good]))
             except ValueError:
+                seqs = None
+            except Exception:
+                # not committed (the store is down ...): hand the batch back for redelivery
+                self.broker.nak([m for m, _, _ in good])
+                raise
+            if seqs is None:
                 # the engine refused the batch (a check the message decoding does not make): find
                 # the culprits one by one, dead-letter them, commit the rest
                 seqs = []

@@ -152,6 +152,19 @@ class NatsBroker:
             await m.handle.ack()
         await self._nc.flush()
 
+    def nak(self, messages: list[Message]) -> None:
+        """Ask for these messages again (their ingest failed), without waiting for ack_wait."""
+        if messages and self._nc is not None and self._nc.is_connected:
+            try:
+                self._run(self._nak(messages))
+            except Exception:  # noqa: BLE001 - unacked messages come back after ack_wait anyway
+                pass
+
+    async def _nak(self, messages: list[Message]) -> None:
+        for m in messages:
+            await m.handle.nak(delay=1.0)
+        await self._nc.flush()
+
     def dead_letter(self, message: Message, reason: str, detail: str) -> None:
         self._check()
         headers = {"Lmrec-Reason": reason, "Lmrec-Detail": detail[:500], "Lmrec-Source": message.position}

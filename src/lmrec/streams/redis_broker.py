@@ -100,6 +100,11 @@ class RedisBroker:
             self._r = None
             raise BrokerUnavailable(f"Redis at {self.target}: {type(e).__name__}: {e}") from None
 
+    def nak(self, messages: list[Message]) -> None:
+        """Their ingest failed: the next fetch re-reads this consumer's pending entries."""
+        if messages:
+            self._own_pending = True
+
     def dead_letter(self, message: Message, reason: str, detail: str) -> None:
         import redis
 
