@@ -383,12 +383,59 @@ def test_the_service_consumes_its_stream(url: str, tmp_path: Path) -> None:
         engine.close()
 
 
+def test_post_events_can_publish_to_the_stream(url: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from lmrec.serving.app import create_app
+    from lmrec.serving.config import ServiceConfig
+
+    engine = open_engine(tmp_path / "home", n_items=6)
+    try:
+        app = create_app(ServiceConfig(engine=engine.config, events_url=url, events_publish=True,
+                                       auth_enabled=False), engine=engine)
+        with TestClient(app) as client:
+            body = [{"user_id": "u1", "item_id": f"i{k}", "kind": "click"} for k in range(3)] + \
+                [{"user_id": "u1", "item_id": "i0", "kind": "teleport"}]
+            r = client.post("/events", json=body)
+            assert r.status_code == 202, r.text
+            out = r.json()
+            assert out["published"] and out["accepted"] == 3 and len(set(out["event_ids"])) == 3
+            assert [b["field"] for b in out["rejected"]] == ["kind"]
+            # the service's own consumer commits them, once
+            wait_for(lambda: engine.stats()["n_events"] == 3, 20, "the published events ingested")
+            text = client.get("/metrics").text
+            assert 'lmrec_events_ingested_total{kind="click"} 3.0' in text
+    finally:
+        engine.close()
+
+
+def test_post_events_to_an_unreachable_stream_is_a_503(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from lmrec.serving.app import create_app
+    from lmrec.serving.config import ServiceConfig
+
+    engine = open_engine(tmp_path / "home", n_items=2)
+    try:
+        app = create_app(ServiceConfig(engine=engine.config, events_url="redis://127.0.0.1:1/0?stream=x",
+                                       events_publish=True, auth_enabled=False), engine=engine)
+        with TestClient(app) as client:
+            r = client.post("/events", json={"user_id": "u1", "item_id": "i0", "kind": "click"})
+            assert r.status_code == 503 and r.json()["error"] == "stream_unavailable"
+            assert "cannot reach Redis" in r.json()["detail"] and r.headers["Retry-After"]
+            assert engine.store.count_events() == 0
+    finally:
+        engine.close()
+
+
 def test_a_bad_events_url_is_a_settings_error(tmp_path: Path) -> None:
     from lmrec.serving.config import ServiceConfig
     from lmrec.settings import SettingsError, load_settings
 
     with pytest.raises(SettingsError, match="events_url.*unsupported stream URL scheme"):
         load_settings(ServiceConfig, engine={"home": tmp_path, "encoder": "fake"}, events_url="kafka://h/x")
+    with pytest.raises(SettingsError, match="events_publish: set events_url"):
+        load_settings(ServiceConfig, engine={"home": tmp_path, "encoder": "fake"}, events_publish=True)
 
 
 # ---- SIGKILL mid-stream ------------------------------------------------------------------------

@@ -244,11 +244,18 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
 
             consumer = StreamConsumer(config.events_url, engine=lambda: st.engine if st.ready else None,
                                       metrics=st.metrics).start()
+        if config.events_publish:   # POST /events publishes to the stream
+            from lmrec.streams.publish import StreamPublisher
+
+            st.publisher = StreamPublisher(config.events_url)
         try:
             yield
         finally:
             if consumer is not None:
                 await run_in_threadpool(consumer.stop)
+            if getattr(st, "publisher", None) is not None:
+                await run_in_threadpool(st.publisher.close)
+                st.publisher = None
             if st.loader is not None:
                 await run_in_threadpool(st.loader.join)
             if st.owns_engine and st.engine is not None:
@@ -610,9 +617,25 @@ def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> 
         return JSONResponse({"detail": detail, "rejected": [b.model_dump() for b in bad],
                              "unknown_items": len(unknown)}, status_code=422)
     records = [r for _, r in good]
+    if records and getattr(st, "publisher", None) is not None:
+        return _publish_events(st, records, bad, fields, len(unknown))
     seqs = engine.ingest(records) if records else []
     st.metrics.observe_events([r.kind for r in records], fields)
     return s.EventsResponse(accepted=len(seqs), seqs=list(seqs), rejected=bad, unknown_items=len(unknown))
+
+
+def _publish_events(st: _State, records: list[Any], bad: list[Any], fields: list[str], unknown: int) -> Any:
+    """POST /events in publish mode: the events go to the stream (202); the consumers commit and
+    count them. A broker that does not take them is a 503, never a silent drop."""
+    from lmrec.streams import BrokerUnavailable
+
+    try:
+        ids = st.publisher.publish_records(records)
+    except BrokerUnavailable as e:
+        raise ApiError(503, "stream_unavailable", f"the events were not published: {e}", {"Retry-After": "5"}) from None
+    st.metrics.observe_events([], fields)
+    return JSONResponse({"accepted": len(ids), "seqs": [], "event_ids": ids, "published": True,
+                         "rejected": [b.model_dump() for b in bad], "unknown_items": unknown}, status_code=202)
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lmrec.serving.engine_config import EngineConfig
 from lmrec.settings import Settings
@@ -30,6 +30,9 @@ class ServiceConfig(Settings):
     events_url: str | None = Field(None, description="consume events from this stream besides POST /events: "
                                                      "nats://host:4222/SUBJECT or redis://host:6379/0?stream=KEY "
                                                      "(lmrec.streams)")
+    events_publish: bool = Field(False, description="POST /events publishes the validated events to events_url "
+                                                    "(202) instead of committing them; the stream's consumers "
+                                                    "commit them")
     unknown_item_events: Literal["accept", "reject"] = Field(
         "accept", description="POST /events naming an item that is not in the catalog: 'accept' stores it (the item "
                               "may be added later; it is counted in the answer's `unknown_items`), 'reject' refuses "
@@ -48,6 +51,12 @@ class ServiceConfig(Settings):
         except ImportError:
             raise ValueError(f"{kind} streams need pip install 'lmrec[stream]'") from None
         return v
+
+    @model_validator(mode="after")
+    def _publish_needs_a_stream(self) -> ServiceConfig:
+        if self.events_publish and not self.events_url:
+            raise ValueError("events_publish: set events_url, the stream POST /events publishes to")
+        return self
 
     def store_url(self) -> str:
         """The record store the engine uses (the sqlite file in its home by default)."""

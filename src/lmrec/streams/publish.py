@@ -12,7 +12,7 @@ from typing import Any
 from lmrec.streams.base import BrokerUnavailable
 from lmrec.streams.messages import decode_event, encode_event
 
-__all__ = ["read_event_file", "publish_events", "connect_with_retry"]
+__all__ = ["read_event_file", "publish_events", "connect_with_retry", "StreamPublisher"]
 
 
 def read_event_file(path: Path) -> Iterator[dict[str, Any]]:
@@ -81,3 +81,43 @@ def connect_with_retry(broker: Any, *, attempts: int = 4, backoff_s: float = 0.5
             if attempt == attempts - 1:
                 raise
             time.sleep(backoff_s * 2 ** attempt)
+
+
+class StreamPublisher:
+    """POST /events in publish mode (`events_publish`): validated events go to the stream, each
+    with a fresh event id, and the consumers commit them. Thread-safe; connects on first use and
+    reconnects once per call; BrokerUnavailable when the broker does not take them (the caller
+    answers 503: an event is never dropped silently)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        from lmrec.streams.consumer import open_broker
+
+        self.broker = open_broker(url)
+        self.target = self.broker.target
+        self._lock = threading.Lock()
+        self._connected = False
+
+    def publish_records(self, records: list[Any]) -> list[str]:
+        """Publish EventRecords; their event ids, in order."""
+        import uuid
+
+        events = [{"event_id": uuid.uuid4().hex, "user_id": r.user_id, "item_id": r.item_id, "kind": r.kind,
+                   "value": r.value, "timestamp": r.timestamp, "ranking_id": r.ranking_id} for r in records]
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    if not self._connected:
+                        self.broker.connect()
+                        self._connected = True
+                    publish_events(self.broker, events, attempts=1)
+                    return [e["event_id"] for e in events]
+                except BrokerUnavailable:
+                    self._connected = False
+                    if attempt:
+                        raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.broker.close()
