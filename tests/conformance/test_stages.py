@@ -63,6 +63,10 @@ class TestKGFeatures(FeatureConformance):
     feature_factory = staticmethod(lambda: KGFeatures(max_df=0.5, recent=4))
 
 
+class TestKGFeaturesEntityText(FeatureConformance):
+    feature_factory = staticmethod(lambda: KGFeatures(max_df=0.5, entity_text=True, encoder="fake"))
+
+
 class TestKGFeaturesEmbedding(FeatureConformance):
     feature_factory = staticmethod(lambda: KGFeatures(max_df=0.5, embedding="distmult", embedding_dim=8,
                                                       embedding_epochs=20))

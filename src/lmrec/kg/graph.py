@@ -336,6 +336,35 @@ class KnowledgeGraph:
             return np.zeros(0, np.int64)
         return self.slot_relation[self.item_slots.indices[self.item_slots.indptr[item]:self.item_slots.indptr[item + 1]]]
 
+    def slot_texts(self) -> list[str | None]:
+        """Per slot "relation: entity name" where the entity has a name, else None."""
+        out: list[str | None] = []
+        for key in self.slots.ids:
+            rel, entity = key.split(SEP, 1)
+            name = self.entity_names.get(entity)
+            out.append(f"{relation_label(rel)}: {name}" if name else None)
+        return out
+
+    def entity_vectors(self, item_vectors: np.ndarray, encode: Any = None) -> np.ndarray:
+        """(n_slots, dim) normalised LM vectors of the entities: the encoded "relation: name"
+        where the entity has a name (with `encode`, a function texts -> vectors), else the
+        mean vector of the items that hold it."""
+        m = self.item_slots
+        iv = np.asarray(item_vectors, np.float32)[:m.shape[0]]
+        df = np.maximum(self.df(), 1.0).astype(np.float32)
+        vec = np.asarray((m.T @ iv)) / df[:, None]
+        texts = self.slot_texts()
+        named = [k for k, t in enumerate(texts) if t]
+        if encode is not None and named:
+            vec[named] = np.asarray(encode([texts[k] for k in named]), np.float32)
+        norms = np.linalg.norm(vec, axis=1, keepdims=True)
+        return np.where(norms > 0, vec / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+    def relation_vectors(self, encode: Any) -> np.ndarray:
+        """(n_relations, dim) LM vectors of the relation labels ("director", "brand", ...)."""
+        v = np.asarray(encode([relation_label(r) for r in self.relations]), np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
     def triples(self) -> pd.DataFrame:
         """Every edge as (head, relation, tail) node keys: items as "item:<index>"."""
         coo = self.item_slots.tocoo()

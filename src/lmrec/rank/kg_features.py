@@ -8,7 +8,9 @@ Columns, against the user's `recent` latest items:
 - `kg:rel:<relation>`: per relation, the share of history items that share an entity of
   that relation with the candidate (same director, same star, same brand ...);
 - `kg:emb_cos` (with `embedding` set): cosine between the candidate's KG embedding and the
-  mean embedding of the history items.
+  mean embedding of the history items;
+- `kg:entity_lm_cos` (with `entity_text`): the same with the items' LM entity vectors (the
+  weighted mean of their entities' text vectors, `KnowledgeGraph.entity_vectors`).
 NaN for users without history. The per-user state is the latest items, folded in event by
 event, so a request sees the history as of its last event; a new item joins the graph from
 its metadata at once (`add_items`).
@@ -47,7 +49,9 @@ __all__ = ["KGFeatures"]
 class KGFeatureConfig(ComponentConfig):
     """sources / attributes / max_df: the graph (`lmrec.kg.graph.GraphConfig`); recent: how
     many of the user's latest events are compared; embedding: also train a KG embedding
-    ("transe" / "distmult") and add `kg:emb_cos`."""
+    ("transe" / "distmult") and add `kg:emb_cos`; entity_text: add `kg:entity_lm_cos`, the
+    cosine between the candidate's and the history's LM entity vectors (entities encoded by
+    name where known, else the mean of their items' text vectors) with `encoder`."""
 
     sources: list[Literal["categories", "attributes", "triples"]] = ["categories", "attributes", "triples"]
     attributes: list[str] | Literal["auto"] = "auto"
@@ -56,6 +60,8 @@ class KGFeatureConfig(ComponentConfig):
     embedding: Literal["none", "transe", "distmult"] = "none"
     embedding_dim: int = Field(64, ge=2)
     embedding_epochs: int = Field(200, ge=1)
+    entity_text: bool = False
+    encoder: str = "minilm"
 
 
 def _col(relation: str) -> str:
@@ -83,6 +89,20 @@ class KGFeatures(Feature):
             self.emb = result.item_vectors(normalised=True)
             self.link_metrics = result.metrics
         self._relations = list(self.graph.relations)
+        self.ent: np.ndarray | None = None
+        if c.entity_text:
+            self.ent = self._entity_item_vectors(dataset)
+
+    def _entity_item_vectors(self, dataset: Dataset) -> np.ndarray:
+        from lmrec.recall.item2item import dataset_item_vectors, resolve_encoder
+        from lmrec.text.base import normalize
+
+        enc = resolve_encoder(self.config.encoder)
+        slots = self.graph.entity_vectors(dataset_item_vectors(dataset, self.config.encoder),
+                                          lambda texts: normalize(enc.encode_items(texts)))
+        v = np.asarray(self.graph.weighted() @ slots, np.float32)
+        n = np.linalg.norm(v, axis=1, keepdims=True)
+        return np.where(n > 0, v / np.maximum(n, 1e-12), 0.0).astype(np.float32)
 
     def _fit_history(self, history: Interactions) -> None:
         s = history.sorted()
@@ -106,11 +126,17 @@ class KGFeatures(Feature):
             self.graph.add_items(items, dataset)
             if self.emb is not None and len(self.emb) < dataset.n_items:
                 self.emb = np.r_[self.emb, np.zeros((dataset.n_items - len(self.emb), self.emb.shape[1]), np.float32)]
+            if self.ent is not None:
+                self.ent = self._entity_item_vectors(dataset)
 
     @property
     def columns(self) -> list[str]:
         cols = ["kg:linked", "kg:mean", "kg:max", *[_col(r) for r in self._relations]]
-        return cols + ["kg:emb_cos"] if self.config.embedding != "none" else cols
+        if self.config.embedding != "none":
+            cols.append("kg:emb_cos")
+        if self.config.entity_text:
+            cols.append("kg:entity_lm_cos")
+        return cols
 
     def compute(self, batch: PairBatch) -> np.ndarray:
         self._check_fitted()
@@ -142,11 +168,20 @@ class KGFeatures(Feature):
             out[a:b, 2] = sims.max(axis=1)
             shares = shared_counts_by_relation(g, cands, hist)
             out[a:b, 3:3 + n_rel] = shares[:, :n_rel]
-            if self.emb is not None:
-                e = self.emb
-                hv = e[hist[hist < len(e)]].sum(axis=0)
-                hv /= max(float(np.linalg.norm(hv)), 1e-12)
-                cv = np.zeros((b - a, e.shape[1]), np.float32)
-                cv[cands < len(e)] = e[cands[cands < len(e)]]
-                out[a:b, 3 + n_rel] = cv @ hv
+            col = 3 + n_rel
+            for table in (self.emb, self.ent):
+                if table is None:
+                    continue
+                out[a:b, col] = _profile_cos(table, hist, cands)
+                col += 1
         return out
+
+
+def _profile_cos(table: np.ndarray, hist: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    """Cosine of each candidate's row of `table` with the normalised sum of the history's rows."""
+    hv = table[hist[hist < len(table)]].sum(axis=0)
+    hv = hv / max(float(np.linalg.norm(hv)), 1e-12)
+    cv = np.zeros((len(cands), table.shape[1]), np.float32)
+    inside = cands < len(table)
+    cv[inside] = table[cands[inside]]
+    return cv @ hv

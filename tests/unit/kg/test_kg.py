@@ -178,3 +178,22 @@ def test_kge_link_prediction_beats_chance() -> None:
     assert r.metrics["test_edges"] > 0 and r.metrics["best_epoch"] >= 10
     assert r.metrics["test_mrr"] > 5.0 / n_nodes  # chance: about 1 / n_nodes
     assert r.item_vectors(normalised=True).shape == (ds.n_items, 16)
+
+
+def test_entity_and_relation_vectors_from_the_lm() -> None:
+    from lmrec.recall.item2item import dataset_item_vectors, resolve_encoder
+    from lmrec.text.base import normalize
+
+    ds = shop()
+    frame, _ = read_triples(io.StringIO("i0\tdirector\tp1\ni1\tdirector\tp1\n"), ds, name="t", sep="\t")
+    g = KnowledgeGraph.from_dataset(attach_triples(ds, frame))
+    items = dataset_item_vectors(ds, "fake")
+    enc = resolve_encoder("fake")
+    ent = g.entity_vectors(items, lambda texts: normalize(enc.encode_items(texts)))
+    assert ent.shape == (len(g.slots), items.shape[1])
+    named = g.slots.index("brand\x1fbrand:brand0")
+    assert np.allclose(ent[named], normalize(enc.encode_items(["brand: Brand0"]))[0], atol=1e-5)
+    anon = g.slots.index("director\x1fp1")  # no name: the mean of its two items' vectors
+    mean = items[0] + items[1]
+    assert np.allclose(ent[anon], mean / np.linalg.norm(mean), atol=1e-5)
+    assert g.relation_vectors(lambda t: normalize(enc.encode_items(t))).shape == (len(g.relations), items.shape[1])
