@@ -194,6 +194,45 @@ def test_dockerignore_keeps_what_the_image_copies_and_nothing_else() -> None:
         assert _dockerignore_excludes(heavy, patterns), f"{heavy} would be sent to the build"
 
 
+def test_the_image_build_context_builds_lmrec(tmp_path: Path) -> None:
+    """The build stage's COPYs, filtered by .dockerignore, hold everything `pip install .` needs
+    (pyproject's readme and license files, the package data): built here as a wheel, offline."""
+    import zipfile
+
+    pytest.importorskip("setuptools", reason="setuptools is needed to build the wheel")
+    patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    context = tmp_path / "context"
+    steps = _dockerfile()
+    froms = [i for i, (w, _) in enumerate(steps) if w == "FROM"]
+    workdir = Path("/")
+    for w, a in steps[froms[0]:froms[-1]]:
+        if w == "WORKDIR":
+            workdir = Path(a)
+        if w == "COPY":
+            *sources, dest = a.split()
+            for src in sources:
+                root = REPO / src.rstrip("/").removeprefix("./")
+                files = [root] if root.is_file() else [f for f in root.rglob("*") if f.is_file()]
+                for f in files:
+                    rel = f.relative_to(REPO).as_posix()
+                    if _dockerignore_excludes(rel, patterns):
+                        continue
+                    # a file goes into the destination folder; a folder's contents go into it
+                    target = context / (workdir / dest).relative_to("/")
+                    target = target / (f.name if root.is_file() else f.relative_to(root).as_posix())
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(f.read_bytes())
+    project = context / workdir.relative_to("/")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-q", "-w", str(tmp_path / "dist"), str(project)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"the image's pip install would fail:\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
+    [wheel] = (tmp_path / "dist").glob("lmrec-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lmrec/configs/serve-default.toml" in names and "lmrec/streams/consumer.py" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the licence ships in the image"
+
+
 # ---- compose -------------------------------------------------------------------------------------
 def _compose() -> dict[str, Any]:
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
