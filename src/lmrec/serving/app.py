@@ -159,8 +159,16 @@ Admin = Depends(require("admin"))
 
 K = Annotated[int, Query(ge=1, le=s.MAX_K, description="number of results")]
 Limit = Annotated[int, Query(ge=1, le=s.MAX_PAGE, description="page size")]
-Fields = Annotated[str | None, Query(max_length=200, description="item fields to include inline, comma-separated: "
+_FIELD_NAME = "(?:" + "|".join(s.ITEM_FIELDS) + ")"
+#: what ?fields= accepts: known names separated by commas (spaces around them allowed)
+_FIELDS_PATTERN = rf"^ *{_FIELD_NAME} *(?:, *{_FIELD_NAME} *)*$"
+Fields = Annotated[str | None, Query(max_length=200, json_schema_extra={"pattern": _FIELDS_PATTERN},
+                                     description="item fields to include inline, comma-separated: "
                                      + ",".join(s.ITEM_FIELDS))]
+# a page cursor: empty (the first page) or an id; checked with a readable reason, pattern in the schema
+Cursor = Annotated[str, Query(max_length=s.MAX_ID_LEN, json_schema_extra={"pattern": rf"^$|{s.ID_PATTERN}"},
+                              description="the `next` of the previous page (empty: from the start)"),
+                   AfterValidator(lambda v: v if v == "" else s.check_id_text(v))]
 Explain = Annotated[bool, Query(description="include per-item explanations")]
 # the id rule is checked with a readable reason; the pattern is in the schema for clients
 UserId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_LEN, json_schema_extra={"pattern": s.ID_PATTERN}),
@@ -207,16 +215,17 @@ def _ranking(st: _State, endpoint: str, r: Any, fields: tuple[str, ...] = (), en
 def _item_fields(fields: str | None) -> tuple[str, ...]:
     """The item field names of `?fields=` (in the given order, once each); 422 naming the
     unknown ones."""
+    import re
+
     if fields is None:
         return ()
-    names = tuple(dict.fromkeys(f.strip() for f in fields.split(",") if f.strip()))
-    unknown = [f for f in names if f not in s.ITEM_FIELDS]
-    if unknown:
+    tokens = [f.strip() for f in fields.split(",")]
+    if re.fullmatch(_FIELDS_PATTERN, fields) is None:
+        unknown = [f for f in tokens if f and f not in s.ITEM_FIELDS]
         raise _invalid(["query", "fields"], f"unknown item field(s) {', '.join(map(repr, unknown))}; choose from "
-                       f"{', '.join(s.ITEM_FIELDS)}")
-    if not names:
-        raise _invalid(["query", "fields"], f"name at least one of {', '.join(s.ITEM_FIELDS)}")
-    return names
+                       f"{', '.join(s.ITEM_FIELDS)}" if unknown else "expected item field names separated by "
+                       f"commas, e.g. title,categories (choose from {', '.join(s.ITEM_FIELDS)})")
+    return tuple(dict.fromkeys(tokens))
 
 
 # ---- the app ------------------------------------------------------------------------------------------
@@ -493,8 +502,7 @@ def _read_routes(app: FastAPI, st: _State) -> None:
 
     @app.get("/items", response_model=s.ItemsPage, tags=["items"], dependencies=[Read], responses=_ERRORS)
     def list_items(engine: Engine, limit: Limit = 100,
-                   after: Annotated[str, Query(max_length=s.MAX_ID_LEN, description="the `next` of the previous "
-                                               "page (empty: from the start)")] = "") -> s.ItemsPage:
+                   after: Cursor = "") -> s.ItemsPage:
         """The catalog, a page at a time, in item_id order (byte order of the UTF-8 ids)."""
         page = engine.store.item_page(after=after, limit=limit + 1)
         more = len(page) > limit
@@ -504,8 +512,7 @@ def _read_routes(app: FastAPI, st: _State) -> None:
 
     @app.get("/users", response_model=s.UsersPage, tags=["users"], dependencies=[Read], responses=_ERRORS)
     def list_users(engine: Engine, limit: Limit = 100,
-                   after: Annotated[str, Query(max_length=s.MAX_ID_LEN, description="the `next` of the previous "
-                                               "page (empty: from the start)")] = "") -> s.UsersPage:
+                   after: Cursor = "") -> s.UsersPage:
         """Every user with events or attributes, a page at a time, in user_id order."""
         page = engine.store.user_page(after=after, limit=limit + 1)
         more = len(page) > limit

@@ -97,8 +97,18 @@ def test_unknown_item_field_is_a_422_naming_the_parameter(api: Api) -> None:
     assert r.status_code == 422
     (err,) = r.json()["detail"]
     assert err["loc"] == ["query", "fields"] and "'price'" in err["msg"] and "title" in err["msg"]
-    r = api.client.get("/users/x/history", params={"fields": ","}, headers=api.read)
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "fields"]
+    for bad, why in ((",", "separated by commas"), ("title,,categories", "separated by commas"),
+                     ("title\tcategories", "unknown item field(s) 'title\\tcategories'")):
+        r = api.client.get("/users/x/history", params={"fields": bad}, headers=api.read)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "fields"], bad
+        assert why in r.json()["detail"][0]["msg"]
+
+
+def test_a_cursor_must_be_an_id(api: Api) -> None:
+    for path in ("/items", "/users"):
+        r = api.client.get(path, params={"after": "a\x00b"}, headers=api.read)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "after"]
+        assert "control characters" in r.json()["detail"][0]["msg"]
 
 
 def test_events_for_unknown_items_are_accepted_and_counted_by_default(api: Api) -> None:
