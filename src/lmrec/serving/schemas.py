@@ -82,6 +82,8 @@ def check_json_value(value: Any, depth: int = 0) -> Any:
 # the pattern stays in the schema (clients and generated tests read it); the check gives the reason
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN), AfterValidator(check_id_text),
                Field(json_schema_extra={"pattern": ID_PATTERN})]
+#: "no NUL" where the schema can say it (titles, texts); attribute keys and values are checked, not described
+NO_NUL_PATTERN = "^[^\\x00]*$"
 Attributes = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)], JsonValue],
                        AfterValidator(check_json_value)]
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
@@ -233,9 +235,11 @@ Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CATEGOR
 class ItemIn(_Strict):
     """An item's content; its id comes from the path (PUT /items/{item_id})."""
 
-    title: Annotated[str, AfterValidator(_no_nul)] = Field("", max_length=MAX_TITLE_LEN)
+    title: Annotated[str, AfterValidator(_no_nul)] = Field("", max_length=MAX_TITLE_LEN,
+                                                           json_schema_extra={"pattern": NO_NUL_PATTERN})
     text: Annotated[str, AfterValidator(_no_nul)] = Field("", max_length=MAX_TEXT_LEN,
-                                                          description="description and other free text")
+                                                          description="description and other free text",
+                                                          json_schema_extra={"pattern": NO_NUL_PATTERN})
     categories: list[Category] = Field(default_factory=list, max_length=MAX_CATEGORIES)
     attributes: Attributes = Field(default_factory=dict, max_length=MAX_ATTRIBUTES,
                                    description="brand, price, language, ... (finite numbers, no NUL characters, "
