@@ -39,15 +39,16 @@ class StreamConsumer:
     service whose engine opens later). Malformed messages go to the dead-letter stream. When
     the broker cannot be reached the error is logged and the connection retried with
     exponential back-off (`backoff_s` doubling up to `max_backoff_s`); when the ingest fails
-    (the store is down) the batch is not acknowledged, so it is delivered again.
+    (the store is down) the batch is handed back and delivered again. A message that fails
+    while others commit, or `max_attempts` times, goes to the dead-letter stream.
 
     `after_commit` is a test hook called after a batch is committed and before it is acked.
     """
 
     def __init__(self, url: str, ingest: Ingest | None = None, *, engine: Callable[[], Any] | None = None,
                  metrics: Any = None, batch: int = 256, fetch_timeout_s: float = 1.0, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, after_commit: Callable[[int], None] | None = None,
-                 broker: Broker | None = None) -> None:
+                 max_backoff_s: float = 30.0, max_attempts: int = 20,
+                 after_commit: Callable[[int], None] | None = None, broker: Broker | None = None) -> None:
         if (ingest is None) == (engine is None):
             raise ValueError("give either ingest or engine")
         self.broker = broker if broker is not None else open_broker(url)
@@ -59,6 +60,7 @@ class StreamConsumer:
         self.fetch_timeout_s = fetch_timeout_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.max_attempts = int(max_attempts)
         self.after_commit = after_commit
         self.connected = False
         self.consumed = self.duplicates = self.dead_letters = self.connect_failures = 0
@@ -68,6 +70,7 @@ class StreamConsumer:
         self._batches = 0
         self._lag_at = 0.0
         self._logged_at = 0.0
+        self._failures: dict[str, int] = {}   # message position -> failed ingest attempts
         self._failures_at_log = 0
         if metrics is not None:   # series exist at 0 from the start (alerts compare rates)
             name = self.target.name
@@ -150,24 +153,10 @@ class StreamConsumer:
         if good:
             try:
                 seqs = list(ingest([e for _, _, e in good], [i for _, i, _ in good]))
-            except ValueError:
-                seqs = None
-            except Exception:
-                # not committed (the store is down ...): hand the batch back for redelivery
-                self.broker.nak([m for m, _, _ in good])
-                raise
-            if seqs is None:
-                # the engine refused the batch (a check the message decoding does not make): find
-                # the culprits one by one, dead-letter them, commit the rest
-                seqs = []
-                for m, eid, e in good:
-                    try:
-                        seqs += list(ingest([e], [eid]))
-                    except ValueError as err:
-                        self._dead_letter(m, "rejected", str(err))
-                        seqs.append(-1)
-                good = [g for g, s in zip(good, seqs) if s != -1]
-                seqs = [s for s in seqs if s != -1]
+            except Exception as exc:  # noqa: BLE001 - sorted out event by event
+                log.warning("a batch from %s failed (%s: %s): ingesting its events one by one", self.target,
+                            type(exc).__name__, exc)
+                good, seqs = self._one_by_one(ingest, good)
             new = sum(s is not None for s in seqs)
             self.consumed += new
             self.duplicates += len(seqs) - new
@@ -181,6 +170,41 @@ class StreamConsumer:
             self.broker.ack([m for m, _, _ in good])
         self._update_lag()
         return len(messages)
+
+    def _one_by_one(self, ingest: Ingest, good: list[tuple[Message, str, EventRecord]]
+                    ) -> tuple[list[tuple[Message, str, EventRecord]], list[int | None]]:
+        """The batch failed: each event alone. One the engine refuses (ValueError) is
+        dead-lettered ("rejected"); one that fails while others commit is a poison message,
+        dead-lettered ("ingest_failed"). When none commits the store is taken to be down: the
+        batch is handed back and the error raised (retried with back-off), unless a message has
+        failed `max_attempts` times (then it is dead-lettered, so it cannot block the stream)."""
+        kept: list[tuple[Message, str, EventRecord]] = []
+        seqs: list[int | None] = []
+        failed: list[tuple[Message, BaseException]] = []
+        for g in good:
+            m, eid, e = g
+            try:
+                seqs += list(ingest([e], [eid]))
+                kept.append(g)
+                self._failures.pop(m.position, None)
+            except ValueError as err:
+                self._dead_letter(m, "rejected", str(err))
+            except Exception as err:  # noqa: BLE001
+                failed.append((m, err))
+        store_down = bool(failed) and not kept
+        retry = []
+        for m, err in failed:
+            n = self._failures[m.position] = self._failures.get(m.position, 0) + 1
+            if store_down and n < self.max_attempts:
+                retry.append(m)
+            else:
+                self._failures.pop(m.position, None)
+                self._dead_letter(m, "ingest_failed", f"{type(err).__name__}: {err}"
+                                  + (f" ({n} attempts)" if store_down else ""))
+        if retry:
+            self.broker.nak(retry)
+            raise failed[0][1]
+        return kept, seqs
 
     def _dead_letter(self, m: Message, reason: str, detail: str) -> None:
         self.broker.dead_letter(m, reason, detail)

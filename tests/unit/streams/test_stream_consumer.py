@@ -81,6 +81,8 @@ class Store:
         for e in events:
             if e.item_id == "forbidden":
                 raise ValueError("events[0].item_id: refused by the engine")
+            if e.item_id == "poison":
+                raise KeyError("a bug the event triggers")
         out: list[int | None] = []
         for e, i in zip(events, ids):
             out.append(None if i in self.ids else len(self.ids) + 1)
@@ -154,6 +156,41 @@ def test_a_failing_store_leaves_the_batch_unacked_and_it_is_retried() -> None:
     finally:
         c.stop()
     assert len(store.ids) == 5 and broker.lag() == 0
+
+
+def test_a_poison_message_is_dead_lettered_and_the_rest_committed() -> None:
+    broker, store = MemoryBroker([body(0), body(1, item_id="poison"), body(2)]), Store()
+    c = consumer(broker, store, batch=10)
+    c.step()
+    assert sorted(store.ids) == ["e0", "e2"] and broker.lag() == 0
+    assert [(r, "a bug the event triggers" in d) for _, r, d in broker.dlq] == [("ingest_failed", True)]
+
+
+def test_a_lone_poison_message_is_retried_then_dead_lettered() -> None:
+    # alone, it cannot be told from a store that is down: retried, and after max_attempts let go
+    broker, store = MemoryBroker([body(1, item_id="poison"), body(2)]), Store()
+    c = consumer(broker, store, batch=1, max_attempts=3)
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            c.step()
+        assert not broker.dlq and broker.lag() == 2
+    c.step()
+    assert [r for _, r, _ in broker.dlq] == ["ingest_failed"] and "3 attempts" in broker.dlq[0][2]
+    c.step()
+    assert list(store.ids) == ["e2"] and broker.lag() == 0
+
+
+def test_a_store_that_is_down_dead_letters_nothing() -> None:
+    broker, store = MemoryBroker([body(i) for i in range(4)]), Store()
+    store.down = True
+    c = consumer(broker, store, batch=4)
+    for _ in range(5):
+        with pytest.raises(ConnectionError):
+            c.step()
+    assert not broker.dlq and broker.lag() == 4
+    store.down = False
+    c.step()
+    assert len(store.ids) == 4 and broker.lag() == 0
 
 
 def test_connection_failures_back_off_then_consume() -> None:
