@@ -603,7 +603,8 @@ def _cache_dir() -> Path:
 
 def _print_curl(config: Any, key: str, examples: list[Example]) -> None:
     base = f"http://{config.host}:{config.port}"
-    console.print(f"\n[bold]admin key[/] (created for this demo; `lmrec keys list --home {config.engine.home}`):")
+    console.print(f"\n[bold]admin key[/] (kept in {config.engine.home / DEMO_KEY_FILE}; "
+                  f"`lmrec keys list --home {config.engine.home}`):")
     typer.echo(f"export LMREC_KEY={key}\n")
     for ex in examples:
         console.print(f"[dim]# {ex.title}[/]")
