@@ -174,23 +174,30 @@ class StreamConsumer:
     def _one_by_one(self, ingest: Ingest, good: list[tuple[Message, str, EventRecord]]
                     ) -> tuple[list[tuple[Message, str, EventRecord]], list[int | None]]:
         """The batch failed: each event alone. One the engine refuses (ValueError) is
-        dead-lettered ("rejected"); one that fails while others commit is a poison message,
-        dead-lettered ("ingest_failed"). When none commits the store is taken to be down: the
+        dead-lettered ("rejected"); one that fails twice while others commit is a poison
+        message, dead-lettered ("ingest_failed"). When none commits the store is taken to be down: the
         batch is handed back and the error raised (retried with back-off), unless a message has
         failed `max_attempts` times (then it is dead-lettered, so it cannot block the stream)."""
         kept: list[tuple[Message, str, EventRecord]] = []
         seqs: list[int | None] = []
         failed: list[tuple[Message, BaseException]] = []
-        for g in good:
-            m, eid, e = g
-            try:
-                seqs += list(ingest([e], [eid]))
-                kept.append(g)
-                self._failures.pop(m.position, None)
-            except ValueError as err:
-                self._dead_letter(m, "rejected", str(err))
-            except Exception as err:  # noqa: BLE001
-                failed.append((m, err))
+        pending = good
+        for _ in range(2):   # a second pass over the failures: the store may have been back by then
+            failed, retry_later = [], []
+            for g in pending:
+                m, eid, e = g
+                try:
+                    seqs += list(ingest([e], [eid]))
+                    kept.append(g)
+                    self._failures.pop(m.position, None)
+                except ValueError as err:
+                    self._dead_letter(m, "rejected", str(err))
+                except Exception as err:  # noqa: BLE001
+                    failed.append((m, err))
+                    retry_later.append(g)
+            if not failed or not kept:
+                break
+            pending = retry_later
         store_down = bool(failed) and not kept
         retry = []
         for m, err in failed:
