@@ -50,13 +50,32 @@ class Query:
     `user` is an internal user index (None: anonymous); `text` a search query (None: plain
     recommendation); `time` the request time in the data's time unit (None: the user's last
     event, which is what offline replays use, so training and serving see the same clock);
-    `context` holds per-request business data, e.g. `{"blocked": [item indices]}`.
+    `context` holds per-request business data, e.g. `{"blocked": [item indices]}`; a session
+    (an anonymous history, `RecPipeline.recommend_for_history`) has user None and its events in
+    time order under `context[SESSION_KEY]`, which the stages after recall read instead of a
+    stored history (`session_items`).
     """
 
     user: int | None = None
     text: str | None = None
     time: int | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: `Query.context` key of a session's history: (items int64, times int64, values float32), in
+#: (time, item) order
+SESSION_KEY = "session"
+
+
+def session_events(query: Query) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The (items, times, values) of the session a query carries (None for a stored user's)."""
+    return query.context.get(SESSION_KEY) if query.context else None
+
+
+def session_items(query: Query) -> np.ndarray | None:
+    """The items of the session a query carries, in time order (None for a stored user's query)."""
+    ev = session_events(query)
+    return None if ev is None else ev[0]
 
 
 @dataclass(frozen=True)

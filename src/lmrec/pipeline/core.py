@@ -38,7 +38,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self, overload
 
@@ -57,7 +57,7 @@ from lmrec.rank.training import candidate_labels, window_folds
 from lmrec.recall.base import Recommender
 from lmrec.rerank.base import Reranker, StageContext
 from lmrec.rerank.explain import Explainer
-from lmrec.types import Candidates, Event, HistoryBatch, Query
+from lmrec.types import SESSION_KEY, Candidates, Event, EventKind, HistoryBatch, Query, session_events
 
 __all__ = ["PipelineConfig", "RecPipeline"]
 
@@ -224,16 +224,20 @@ class RecPipeline(Recommender):
                    allowed: np.ndarray | None = None, timings: dict[str, float] | None = None) -> list[Candidates]:
         """The merged recall pools of user queries, in merge-score order."""
         self._check_ready()
-        if any(q.user is None or q.user < 0 for q in queries):
-            raise ValueError("RecPipeline: every query needs a user index >= 0 (query search goes through "
-                             "lmrec.rank.search.SearchRanker)")
-        users = np.array([q.user for q in queries], np.int64)
+        if any((q.user is None or q.user < 0) and session_events(q) is None for q in queries):
+            raise ValueError("RecPipeline: every query needs a user index >= 0 or a session history "
+                             "(query search goes through lmrec.rank.search.SearchRanker)")
+        users = np.array([-1 if session_events(q) is not None else q.user for q in queries], np.int64)
         excluded = []
         for q in queries:  # the filters' exclusions, pushed down so no quota is spent on them
             drop = [r.excluded(q) for r in self.rerankers if exclude_seen or r.name != "seen"]
             drop = [d for d in drop if d is not None and len(d)]
             excluded.append(np.concatenate(drop).astype(np.int64) if drop else np.zeros(0, np.int64))
-        return self.recall(HistoryBatch.of(users, self.history), excluded, allowed, timings=timings)
+        batch = HistoryBatch.of(users, self.history)  # a session's row (user -1) is its own history
+        for r, q in enumerate(queries):
+            if (ev := session_events(q)) is not None:
+                batch.items[r], batch.times[r], batch.values[r] = ev
+        return self.recall(batch, excluded, allowed, timings=timings)
 
     def _features(self, queries: Sequence[Query], pools: Sequence[Candidates]) -> RankData:
         X, vectors = self.features.compute(PairBatch.build(queries, pools))
@@ -336,6 +340,77 @@ class RecPipeline(Recommender):
         lists = self.run([Query(user=int(u)) for u in us], n=k, explain=explain, exclude_seen=exclude_seen,
                          allowed=allowed, timings=timings)
         return lists[0] if single else lists
+
+    def session_query(self, items: Sequence[int] | np.ndarray, *, times: Sequence[int] | np.ndarray | None = None,
+                      kinds: Sequence[str | int | EventKind] | None = None,
+                      values: Sequence[float] | np.ndarray | None = None,
+                      keep_kinds: Collection[str | int | EventKind] | None = None,
+                      context: Mapping[str, Any] | None = None) -> Query:
+        """The query of an anonymous session: its events (item indices, optionally their times,
+        kinds and values) as the history the stages read instead of a stored user's. Events are
+        put in (time, item) order; without `times` they are one time unit apart in the given
+        order, ending at the pipeline's clock (its latest event). With `keep_kinds`, events of
+        other kinds are left out (the service passes the kinds it learns from, so a session's
+        history is what a stored user's would be). The request time is the session's last event,
+        as for a stored user. ValueError names the bad argument and position."""
+        self._check_ready()
+        it = np.asarray(items).reshape(-1)
+        if len(it) and it.dtype.kind not in "iu":
+            raise ValueError("items must be item indices (integers)")
+        it = it.astype(np.int64)
+        n = len(it)
+        bad = np.flatnonzero((it < 0) | (it >= self.n_items))
+        if len(bad):
+            raise ValueError(f"items[{int(bad[0])}]: {int(it[bad[0]])} is not an item index (0..{self.n_items - 1})")
+        for name, col in (("times", times), ("kinds", kinds), ("values", values)):
+            if col is not None and len(col) != n:
+                raise ValueError(f"{name}: {len(col)} entries for {n} items")
+        if times is None:
+            clock = int(self.history.last_times().max()) if self.history.n_users else 0
+            ts = clock - (n - 1) + np.arange(n, dtype=np.int64)
+        else:
+            ts = np.asarray(times, dtype=np.int64).reshape(-1)
+        vals = np.ones(n, np.float32) if values is None else np.asarray(values, np.float32).reshape(-1)
+        if not np.all(np.isfinite(vals)):
+            raise ValueError(f"values[{int(np.flatnonzero(~np.isfinite(vals))[0])}] must be a finite number")
+        keep = np.ones(n, bool)
+        if kinds is not None:
+            parsed = []
+            for j, kd in enumerate(kinds):
+                try:
+                    parsed.append(EventKind.parse(kd))
+                except ValueError as exc:
+                    raise ValueError(f"kinds[{j}]: {exc}") from None
+            if keep_kinds is not None:
+                wanted = {EventKind.parse(kd) for kd in keep_kinds}
+                keep = np.array([kd in wanted for kd in parsed], bool)
+        it, ts, vals = it[keep], ts[keep], vals[keep]
+        order = np.lexsort((it, ts))
+        it, ts, vals = it[order], ts[order], vals[order]
+        t = int(ts[-1]) if len(ts) else (int(self.history.last_times().max()) if self.history.n_users else None)
+        return Query(None, None, t, {**(context or {}), SESSION_KEY: (it, ts, vals)})
+
+    def recommend_for_history(self, items: Sequence[int] | np.ndarray, k: int = 10, *,
+                              kinds: Sequence[str | int | EventKind] | None = None,
+                              times: Sequence[int] | np.ndarray | None = None,
+                              values: Sequence[float] | np.ndarray | None = None, explain: bool = False,
+                              exclude_seen: bool = True, candidates: np.ndarray | None = None,
+                              keep_kinds: Collection[str | int | EventKind] | None = None,
+                              timings: dict[str, float] | None = None) -> Candidates:
+        """Top-k for an anonymous history (a session) through the same stages as `recommend`:
+        the channels read the history as a row of user -1, the seen filter, re-rankers and
+        explanations read it from the query, and nothing stored changes (history, channels',
+        features' and re-rankers' state). For history-based channels the list equals that of a
+        stored user with the same history. Ranker features keyed by a stored user
+        (`user`, `numeric`, `lm`, `category`, `sequence`, `kg`, `demographic`) are NaN for a
+        session, as for a user without history (docs/serving.md). See `session_query` for
+        the arguments."""
+        q = self.session_query(items, times=times, kinds=kinds, values=values, keep_kinds=keep_kinds)
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros(self.dataset.n_items, bool)
+            allowed[np.asarray(candidates, np.int64)] = True
+        return self.run([q], n=k, explain=explain, exclude_seen=exclude_seen, allowed=allowed, timings=timings)[0]
 
     def update(self, events: Sequence[Event]) -> None:
         """Fold new events (in arrival order) into every stage: the shared user history (what

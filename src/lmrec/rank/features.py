@@ -34,7 +34,7 @@ import numpy as np
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.component import FEATURES, Component, ComponentConfig
-from lmrec.types import Event, Query, events_of
+from lmrec.types import Event, Query, events_of, session_events
 from lmrec.types import Candidates
 
 __all__ = ["RANK_PREFIX", "Z_PREFIX", "MERGE_KEY", "PairBatch", "Feature", "FeatureSet", "FEATURES",
@@ -253,11 +253,16 @@ class UserActivity(Feature):
         users, times = batch.users, batch.times
         known = (users >= 0) & (users < len(self.count))
         u = np.where(known, users, 0)
-        cnt = np.where(known, self.count[u], 0.0)
+        cnt = np.where(known, self.count[u], 0.0).astype(np.float64)
+        first, vsum = self.first[u], np.where(known, self.value_sum[u], 0.0)
+        for g, q in enumerate(batch.queries):  # a session: activity of its own events
+            if (ev := session_events(q)) is not None:
+                rows = slice(batch.offsets[g], batch.offsets[g + 1])
+                cnt[rows], vsum[rows] = len(ev[0]), float(np.sum(ev[2]))
+                first[rows] = int(ev[1].min()) if len(ev[1]) else 0
         has = cnt > 0
-        first = self.first[u]
         tenure = np.where(has & (times >= 0), np.maximum(times - first, 0) / self.scale, np.nan)
-        mean = np.where(has, self.value_sum[u] / np.maximum(cnt, 1), np.nan)
+        mean = np.where(has, vsum / np.maximum(cnt, 1), np.nan)
         return np.stack([np.log1p(cnt), tenure, mean], axis=1).astype(np.float32)
 
 

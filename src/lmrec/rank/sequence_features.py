@@ -24,7 +24,7 @@ from pydantic import Field
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.component import ComponentConfig
-from lmrec.types import Event
+from lmrec.types import Event, session_events
 from lmrec.rank.content_features import KeyCounts
 from lmrec.rank.features import Feature, PairBatch
 from lmrec.recall.transitions import latest_items, transition_pairs
@@ -85,11 +85,18 @@ class ItemTransitions(Feature):
         n = len(batch)
         out = np.full((n, 3), np.nan, np.float32)
         users, items = batch.users, batch.items
-        ok = (users >= 0) & (users < len(self.latest)) & (items < self.n_items)
+        r = self.config.recent
+        latest = np.full((n, r), -1, np.int64)  # each pair's query's latest items, latest last
+        known = (users >= 0) & (users < len(self.latest))
+        latest[known] = self.latest[users[known], -r:]
+        for g, q in enumerate(batch.queries):  # a session: its own latest items (as `update` keeps them)
+            if (ev := session_events(q)) is not None:
+                last = ev[0][ev[0] < self.n_items][-r:]
+                latest[batch.offsets[g]:batch.offsets[g + 1], r - len(last):] = last
+        ok = (latest >= 0).any(axis=1) & (items < self.n_items)
         if not ok.any():
             return out
-        r = self.config.recent
-        recent = self.latest[users[ok], -r:]  # (m, r), latest last
+        recent = latest[ok]  # (m, r), latest last
         valid = recent >= 0
         src = np.where(valid, recent, 0)
         rate = self.counts.get((src * self.n_items + items[ok][:, None]).ravel()).reshape(src.shape)

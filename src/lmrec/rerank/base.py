@@ -22,7 +22,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.component import RERANKERS, Component, ComponentConfig
 from lmrec.types import Event, Query
 from lmrec.rank.history import UserHistory
-from lmrec.types import Candidates, not_in
+from lmrec.types import Candidates, Query, not_in, session_items
 
 __all__ = ["StageContext", "Reranker", "RERANKERS", "Filter"]
 
@@ -43,6 +43,14 @@ class StageContext:
                           else np.ones(dataset.n_items, bool))
         if item_vectors is not None:
             self.__dict__["item_vectors"] = np.asarray(item_vectors, np.float32)
+
+    def items_of(self, query: Query) -> np.ndarray:
+        """The query's history items in time order: a session's own (`Query.context`), else the
+        stored user's (empty for an anonymous query)."""
+        items = session_items(query)
+        if items is not None:
+            return items
+        return self.history.items(query.user) if query.user is not None else np.zeros(0, np.int64)
 
     @cached_property
     def item_vectors(self) -> np.ndarray:

@@ -90,7 +90,7 @@ class Explainer:
     def explain(self, query: Query, candidates: Candidates) -> list[dict[str, Any]]:
         ctx = self.ctx
         table = ctx.dataset.item_table
-        hist = ctx.history.items(query.user)[-self.history:] if query.user is not None else np.zeros(0, np.int64)
+        hist = ctx.items_of(query)[-self.history:]
         hist = np.array(list(dict.fromkeys(hist[::-1].tolist())), np.int64)  # latest first, distinct
         sims = None
         if len(hist) and len(candidates):

@@ -35,9 +35,9 @@ class SeenFilter(Filter):
     Config = SeenConfig
 
     def excluded(self, query: Query) -> np.ndarray:
-        if query.user is None or self.ctx is None:
+        if self.ctx is None:
             return np.zeros(0, np.int64)
-        return self.ctx.history.seen(query.user)
+        return np.unique(self.ctx.items_of(query))
 
 
 class AvailabilityConfig(ComponentConfig):

@@ -114,9 +114,9 @@ class LongTailReranker(Reranker):
         return out
 
     def _tail_target(self, query: Query) -> float:
-        if self.config.target == "uniform" or query.user is None or self.ctx is None:
+        if self.config.target == "uniform" or self.ctx is None:
             return 0.5
-        seen = self.ctx.history.seen(query.user)
+        seen = np.unique(self.ctx.items_of(query))
         if not len(seen):
             return 0.5
         return float((1.0 + (~self._is_head(seen)).sum()) / (2.0 + len(seen)))  # Laplace-smoothed
