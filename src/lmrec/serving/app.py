@@ -461,6 +461,26 @@ def _read_routes(app: FastAPI, st: _State) -> None:
         ranking = await run_in_threadpool(engine.recommend, user_id, k, explain=explain)
         return _ranking(st, "recommend", ranking, names, engine)
 
+    @app.post("/recommend", response_model=s.SessionRankingOut, tags=["rankings"], dependencies=[Read],
+              responses=_BODY_ERRORS)
+    async def recommend_session(body: s.SessionIn, engine: Engine, fields: Fields = None) -> Response:
+        """Top-k for a history without a stored user (an anonymous session), through the served
+        pipeline; nothing stored changes. Item ids the served version does not know are left out
+        of the history and listed in `unknown_items`; events of kinds the service does not learn
+        from are left out and counted in `ignored_events`."""
+        from lmrec.serving.sessions import SessionEvent
+
+        names = _item_fields(fields)
+        history = [SessionEvent(e.item_id, e.kind, e.timestamp, e.value) for e in body.history]
+        try:
+            out = await _ranked(st, engine.recommend_session, history, body.k, explain=body.explain,
+                                max_future_seconds=st.config.max_future_seconds)
+        except ValueError as e:
+            raise _invalid(["body", *_error_loc(str(e))], str(e)) from None
+        answer = json.loads(_ranking(st, "recommend", out.ranking, names, engine).body)
+        answer.update(unknown_items=out.unknown_items, ignored_events=out.ignored_events)
+        return Response(json.dumps(answer), media_type="application/json")
+
     @app.get("/search", response_model=s.RankingOut, tags=["rankings"], dependencies=[Read], responses=_ERRORS)
     async def search(engine: Engine,
                      q: Annotated[str, Query(min_length=1, max_length=s.MAX_QUERY_LEN, description="the query text")],
@@ -598,6 +618,41 @@ def _admin_routes(app: FastAPI, st: _State) -> None:
         its config, the training state (stage, elapsed seconds, last version), encoder."""
         return json.loads(json.dumps(engine.stats(), default=str))
 
+    @app.post("/admin/experiments", response_model=s.ExperimentOut, tags=["admin"], dependencies=[Admin],
+              responses=_BODY_ERRORS)
+    def start_experiment(engine: Engine, body: s.ExperimentIn) -> s.ExperimentOut:
+        """Serve saved versions `a` and `b` side by side: a user is in B when the hash of the
+        experiment name and user id falls below `split`, else in A (deterministic). Replaces a
+        running experiment; it stays after a restart until DELETE /admin/experiments."""
+        try:
+            exp = engine.start_experiment(body.name, body.a, body.b, body.split)
+        except ValueError as e:
+            raise _invalid(["body", *_error_loc(str(e))], str(e)) from None
+        log.info("experiment %s started: A=%s B=%s split=%s", exp.name, exp.a, exp.b, exp.split)
+        return s.ExperimentOut(**exp.to_json())
+
+    @app.get("/admin/experiments", tags=["admin"], dependencies=[Admin],
+             responses={**_ERRORS, 404: {"model": s.ErrorOut}})
+    def experiments(engine: Engine, window: Annotated[float, Query(
+            gt=0, le=30 * 86_400, description="seconds after a ranking in which a click or purchase without "
+                                              "ranking_id by the same user on a listed item counts")] = 3600.0
+                    ) -> dict[str, Any]:
+        """The current (or last) experiment: per variant the rankings served, CTR and conversion
+        with 95% Wilson intervals, and B - A with Newcombe's interval (docs/serving.md)."""
+        report = engine.experiment_report(window)
+        if report is None:
+            raise ApiError(404, "not_found", "no experiment; start one with POST /admin/experiments")
+        return report
+
+    @app.delete("/admin/experiments", response_model=s.ExperimentOut, tags=["admin"], dependencies=[Admin],
+                responses={**_ERRORS, 404: {"model": s.ErrorOut}})
+    def stop_experiment(engine: Engine) -> s.ExperimentOut:
+        """Stop the experiment: everyone gets the served version again; its report stays."""
+        exp = engine.stop_experiment()
+        if exp is None:
+            raise ApiError(404, "not_found", "no experiment to stop")
+        return s.ExperimentOut(**exp.to_json())
+
 
 # ---- helpers ----------------------------------------------------------------------------------------
 def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> Any:
@@ -654,6 +709,17 @@ def _parse_json(raw: bytes) -> Any:
         raise s.BodyError((), "invalid JSON: nested too deeply", "json_invalid") from None
     except (ValueError, UnicodeDecodeError) as e:  # ValueError: also an integer of over 4,300 digits
         raise s.BodyError((), f"invalid JSON: {e}", "json_invalid") from None
+
+
+def _error_loc(message: str) -> list[Any]:
+    """The field path an engine error starts with ("history[2].timestamp: ..." ->
+    ["history", 2, "timestamp"])."""
+    import re
+
+    head = message.split(":", 1)[0]
+    if not re.fullmatch(r"[A-Za-z_]\w*(\[\d+\])?(\.[A-Za-z_]\w*)*", head):
+        return []
+    return [int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", head) if p]
 
 
 def _invalid(loc: list[Any], msg: str) -> Exception:

@@ -63,10 +63,13 @@ from lmrec.serving import explain as _explain
 from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved
 from lmrec.serving.encoders import EngineEncoders
 from lmrec.serving.engine_config import DEFAULT_PIPELINE, EngineConfig
+from lmrec.serving.experiments import Experiment, RunningExperiment, load_experiment, save_experiment
+from lmrec.serving.experiments import report as experiment_report
 from lmrec.serving.live import fold_events, sync_items
 from lmrec.serving.ranking import RankedItem, Ranking, RankingLog, StageTimer
 from lmrec.serving.rwlock import RWLock
 from lmrec.serving.search import fuse
+from lmrec.serving.sessions import SessionEvent, SessionRanking, session_ranking
 from lmrec.serving.versions import (Version, active_version, item_row, list_versions, load_version, mark_active,
                                     store_dataset, train_version)
 from lmrec.stores.base import blas_threads
@@ -143,6 +146,7 @@ class Engine:
         self._batch_queue: list[_Pending] = []
         self._batch_busy = False
         self.index_source = ""  # "loaded" (saved index matched the catalog) or "built" at open
+        self._experiment: RunningExperiment | None = None  # two versions served to user buckets
 
     # ==== lifecycle ===========================================================================
     @classmethod
@@ -164,6 +168,7 @@ class Engine:
             eng._load_catalog()
             eng._n_events = eng.store.count_events()
             eng._open_pipeline()
+            eng._restore_experiment()
             if cfg.log_rankings:
                 eng._rankings = RankingLog(eng.store)
         except BaseException:
@@ -338,6 +343,8 @@ class Engine:
         with self._lock.write():
             if live is not None:
                 fold_events(live, events, self.config.train_kinds, self.catalog)
+            for version in self._variant_versions():
+                fold_events(version, events, self.config.train_kinds, self.catalog)
             self._n_events += len(events)
             self._events_since_train += len(events)
             self._applied_seq = max(self._applied_seq, max(e.seq or 0 for e in events))
@@ -360,8 +367,8 @@ class Engine:
             live = self._live
             with self._lock.write():
                 self.catalog.apply_upsert(PreparedItems(checked, texts, vecs))
-                if live is not None:
-                    live.pipeline.upsert_items([r.item_id for r in checked], [item_row(r) for r in checked])
+                for version in ([live] if live is not None else []) + self._variant_versions():
+                    version.pipeline.upsert_items([r.item_id for r in checked], [item_row(r) for r in checked])
 
     def delete_item(self, item_id: str) -> bool:
         """Delete from the store and everywhere in memory; True when the item existed."""
@@ -371,8 +378,9 @@ class Engine:
             live = self._live
             with self._lock.write():
                 slot = self.catalog.apply_delete(item_id)
-                if live is not None and item_id in live.pipeline.dataset.items:
-                    live.pipeline.upsert_items([item_id], [{"available": False}])
+                for version in ([live] if live is not None else []) + self._variant_versions():
+                    if item_id in version.pipeline.dataset.items:
+                        version.pipeline.upsert_items([item_id], [{"available": False}])
         return existed or slot is not None
 
     def upsert_user(self, user: UserRecord) -> None:
@@ -547,14 +555,15 @@ class Engine:
                     cond.notify_all()
 
     def _compute_batch(self, batch: list[_Pending]) -> None:
-        """Compute pending requests as few pipeline calls (one per explain flag); each gets
+        """Compute pending requests as few pipeline calls (one per explain flag and variant); each gets
         its own list (the first k of the batch's longest list: every stage is prefix-stable)."""
         try:
-            live = self._live
-            for explain in (False, True):
-                group = [r for r in batch if r.explain == explain]
-                if not group:
-                    continue
+            exp = self._experiment  # with an experiment, each user's variant serves them
+            routes = [exp.assign(r.user_id) if exp is not None else (None, self._live) for r in batch]
+            for explain, vid in dict.fromkeys((r.explain, id(v)) for r, (_, v) in zip(batch, routes)):
+                chosen = [(r, var, v) for r, (var, v) in zip(batch, routes) if r.explain == explain and id(v) == vid]
+                group, variant, live = [c[0] for c in chosen], chosen[0][1], chosen[0][2]
+                extra = {"experiment": exp.experiment.name, "variant": variant} if exp is not None else {}
                 t = StageTimer()
                 timings: dict[str, float] = {}
                 with self._lock.read():
@@ -576,7 +585,8 @@ class Engine:
                 if len(group) > 1:
                     t.ms["batch_size"] = float(len(group))
                 for r, items in zip(group, rankings):
-                    r.ranking = self._ranking("recommend", r.user_id, items, live.name, _copy_timer(t), {"k": r.k})
+                    r.ranking = self._ranking("recommend", r.user_id, items, live.name, _copy_timer(t),
+                                              {"k": r.k, **extra})
         except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error, none hangs
             for r in batch:
                 if r.ranking is None:
@@ -584,6 +594,74 @@ class Engine:
         finally:
             for r in batch:
                 r.done = True
+
+    def recommend_session(self, history: Sequence[SessionEvent], k: int = 10, *, explain: bool = False,
+                          max_future_seconds: float = 86_400.0) -> SessionRanking:
+        """The served pipeline's top-k for a history given with the request (no stored user;
+        nothing stored changes), with the history's unknown item ids; see
+        `lmrec.serving.sessions`. ValueError names `history[j].field`."""
+        _check_k(k)
+        return session_ranking(self, history, k, explain=explain, max_future_seconds=max_future_seconds)
+
+    # ==== experiments (lmrec.serving.experiments) =============================================
+    def _variant_versions(self) -> list[Version]:
+        exp = self._experiment
+        return list(exp.versions.values()) if exp is not None else []
+
+    def _load_variants(self, exp: Experiment) -> RunningExperiment:
+        """Both versions loaded and caught up with the catalog and events (writer mutex held)."""
+        versions = {}
+        for variant, name in (("A", exp.a), ("B", exp.b)):
+            try:
+                v = load_version(self.models_dir, name)
+            except FileNotFoundError as e:
+                raise ValueError(f"{variant.lower()}: {e}") from None
+            sync_items(v.pipeline, self.catalog)
+            fold_events(v, list(self.store.events(after_seq=v.last_seq)), self.config.train_kinds, self.catalog)
+            versions[variant] = v
+        return RunningExperiment(exp, versions)
+
+    def start_experiment(self, name: str, a: str, b: str, split: float = 0.5) -> Experiment:
+        """Serve saved versions `a` and `b` to hashed user buckets (`split`: B's share), from
+        now on and after restarts, until `stop_experiment`. ValueError names the field."""
+        with self._write:
+            exp = Experiment(name, a, b, split, started_at=time.time(), start_seq=self.store.last_seq())
+            running = self._load_variants(exp)
+            save_experiment(self.config.home, exp)
+            with self._lock.write():
+                self._experiment = running
+        return exp
+
+    def stop_experiment(self) -> Experiment | None:
+        """Serve everyone the served version again; the experiment stays for its report."""
+        with self._write:
+            exp = load_experiment(self.config.home)
+            if exp is None or not exp.running:
+                return exp
+            exp.stopped_at = time.time()
+            save_experiment(self.config.home, exp)
+            with self._lock.write():
+                self._experiment = None
+        return exp
+
+    def experiment_report(self, window_s: float = 3600.0) -> dict[str, Any] | None:
+        """CTR and conversion per variant of the current (or last) experiment; None without one."""
+        exp = load_experiment(self.config.home)
+        if exp is None:
+            return None
+        self.flush_rankings(timeout=10.0)
+        return experiment_report(exp, self.store.rankings(since=exp.started_at),
+                                 self.store.events(after_seq=exp.start_seq), window_s=window_s)
+
+    def _restore_experiment(self) -> None:
+        try:
+            exp = load_experiment(self.config.home)
+            if exp is not None and exp.running:
+                with self._write:
+                    self._experiment = self._load_variants(exp)
+        except (OSError, ValueError, TypeError):
+            log.exception("the experiment in %s could not be restored; serving the served version to everyone",
+                          self.config.home)
 
     def _profile(self, live: Version, user_id: str) -> np.ndarray | None:
         """The user's language-model profile in the catalog's vector space (recency-weighted
@@ -700,7 +778,8 @@ class Engine:
                     "encoder": self.encoders.name, "query_encoder": self.encoders.queries.name,
                     "index": self.config.index, "index_source": self.index_source,
                     "bm25_delta": self.catalog.keyword.delta_size,
-                    "applied_seq": self._applied_seq, "ready": self.ready}
+                    "applied_seq": self._applied_seq, "ready": self.ready,
+                    "experiment": self._experiment.experiment.to_json() if self._experiment else None}
 
 
 @dataclasses.dataclass

@@ -433,3 +433,46 @@ class ErrorOut(BaseModel):
 
     error: str
     detail: str
+
+
+# ---- sessions and experiments -------------------------------------------------------------------
+MAX_SESSION = 1000  # events in one session (lmrec.serving.sessions.MAX_SESSION)
+
+
+class SessionEventIn(_Strict):
+    """One event of a session; `timestamp`: every event has one or none has (the order counts)."""
+
+    item_id: Id
+    kind: EventKind = "view"
+    value: float = Field(1.0, ge=-1e6, le=1e6, description="rating value, quantity, or 1")
+    timestamp: float | None = Field(None, gt=0, le=MAX_TIMESTAMP, description="epoch seconds (UTC)")
+
+
+class SessionIn(_Strict):
+    """A history without a stored user (for a stored user: GET /recommend/{user_id})."""
+
+    history: list[SessionEventIn] = Field(max_length=MAX_SESSION, description="the session's events, oldest first")
+    k: int = Field(10, ge=1, le=MAX_K, description="number of results")
+    explain: bool = Field(False, description="include per-item explanations")
+
+
+class SessionRankingOut(RankingOut):
+    unknown_items: list[str] = Field(description="history item ids the served version does not know (left out)")
+    ignored_events: int = Field(description="history events of kinds the service does not learn from (left out)")
+
+
+class ExperimentIn(_Strict):
+    name: Id = Field(description="the experiment's name (part of the hash that assigns users)")
+    a: Id = Field(description="variant A: a saved model version")
+    b: Id = Field(description="variant B: another saved model version")
+    split: float = Field(0.5, gt=0, lt=1, description="share of users in B")
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    a: str
+    b: str
+    split: float
+    started_at: float
+    start_seq: int
+    stopped_at: float | None = None

@@ -147,6 +147,10 @@ class RecordStore(Protocol):
 
     def get_ranking(self, ranking_id: str) -> RankingRecord | None: ...
 
+    def rankings(self, *, since: float = 0.0) -> list[RankingRecord]:
+        """Rankings served at `since` (epoch seconds) or later, oldest first."""
+        ...
+
     def close(self) -> None: ...
 
 

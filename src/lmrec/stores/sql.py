@@ -146,6 +146,8 @@ _STATEMENTS = {
                     "VALUES ({p}, {p}, {p}, {j}, {p}, {j}) ON CONFLICT (ranking_id) DO NOTHING"),
     "get_ranking": ("SELECT ranking_id, user_id, endpoint, item_ids, created_at, context FROM rankings "
                     "WHERE ranking_id = {p}"),
+    "rankings_since": ("SELECT ranking_id, user_id, endpoint, item_ids, created_at, context FROM rankings "
+                       "WHERE created_at >= {p} ORDER BY created_at, ranking_id"),
     "schema_version": "SELECT MAX(version) FROM schema_version",
     "set_schema_version": "INSERT INTO schema_version (version) VALUES ({p})",
 }
@@ -436,6 +438,14 @@ class SQLStore(ABC):
         rid, user, endpoint, item_ids, created, context = rows[0]
         return RankingRecord(rid, user, endpoint, tuple(self._from_json(item_ids)), created,
                              self._from_json(context))
+
+    def rankings(self, *, since: float = 0.0) -> list[RankingRecord]:
+        """The rankings served at `since` (epoch seconds) or later, oldest first (an experiment's
+        report reads those since it started)."""
+        return [RankingRecord(rid, user, endpoint, tuple(self._from_json(item_ids)), created,
+                              self._from_json(context))
+                for rid, user, endpoint, item_ids, created, context
+                in self._fetch(self._sql["rankings_since"], (float(since),))]
 
     # -- lifecycle -----------------------------------------------------------------------
     def _check_open(self) -> None:
