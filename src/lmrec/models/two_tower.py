@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Self, Sequence
@@ -108,6 +109,19 @@ class TwoTowerConfig(TrainConfig):
     # one intra-op thread: these towers are small, and on a shared 2-core machine a second
     # thread mostly waits (measured: ~5x slower steps under load with 2)
     threads: int = Field(1, ge=0)
+    # differential privacy (lmrec.privacy.dp): None = off. With a target epsilon the towers
+    # train by per-user DP-SGD (see `_train_dp`): dp_users_per_step users drawn by Poisson
+    # sampling per step, up to dp_examples_per_user of each one's examples, one clipped
+    # gradient per user (L2 <= dp_max_grad_norm), Gaussian noise calibrated by the
+    # dp_accountant for `epochs` expected passes over the users, at dp_delta
+    # dp_epsilon = inf runs the same procedure without noise (no privacy; a reference)
+    dp_epsilon: float | None = Field(None, gt=0.0, allow_inf_nan=True)
+    dp_delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    dp_max_grad_norm: float = Field(1.0, gt=0.0)
+    dp_users_per_step: int = Field(256, ge=1)
+    dp_examples_per_user: int = Field(32, ge=1)
+    dp_negatives: int = Field(512, ge=1)
+    dp_accountant: Literal["rdp", "prv"] = "rdp"
 
     @field_validator("encoder")
     @classmethod
@@ -118,6 +132,15 @@ class TwoTowerConfig(TrainConfig):
     def _consistent(self) -> Self:
         if self.score_task == "liked" and self.multitask_weight <= 0:
             raise ValueError("score_task='liked' needs the liked head: set multitask_weight > 0")
+        if self.dp_epsilon is not None:
+            # per-user gradients are vmapped over towers without data-dependent state: mean
+            # pooling, frozen item vectors, no id residuals, one head, no FGM
+            bad = {k: v for k, v in {"pooling": self.pooling != "mean", "item_tower": self.item_tower != "frozen",
+                                     "user_id": self.user_id, "item_id": self.item_id,
+                                     "multitask_weight": self.multitask_weight > 0, "fgm": self.fgm}.items() if v}
+            if bad:
+                raise ValueError(f"dp_epsilon needs pooling='mean', item_tower='frozen', user_id=False, "
+                                 f"item_id=False, multitask_weight=0, fgm=False; change {sorted(bad)}")
         return self
 
 
@@ -188,6 +211,29 @@ def _histories_arrays(histories: Sequence[Sequence[int]], max_history: int, fall
     return _pad(flat, first, lengths, fallback)
 
 
+def _dp_towers_class() -> Any:
+    torch = require_torch()
+
+    class DPTowers(torch.nn.Module):
+        """The trainable path of the two-tower under DP: the user tower after mean pooling
+        (trunk + first head) and the item tower's MLP; shares the network's parameters."""
+
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.trunk, self.head, self.item = net.user.trunk, net.user.heads[0], net.item.proj
+
+        def forward(self, pooled: Any, pos: Any, negs: Any) -> Any:
+            norm = torch.nn.functional.normalize
+            return (norm(self.head(self.trunk(pooled)), dim=-1), norm(self.item(pos), dim=-1),
+                    norm(self.item(negs), dim=-1))
+
+    return DPTowers
+
+
+def _DPTowers(net: Any) -> Any:
+    return _dp_towers_class()(net)
+
+
 class TwoTowerRecommender(Recommender):
     """Two-tower model over LM item vectors; see the module docstring and `TwoTowerConfig`."""
 
@@ -223,7 +269,11 @@ class TwoTowerRecommender(Recommender):
         cfg = self.config
         with torch_threads(cfg.threads):
             seed_everything(cfg.seed)
-            data = TrainingData(train, self.n_users, self.n_items, valid_users=cfg.valid_users, seed=cfg.seed)
+            dp = cfg.dp_epsilon is not None
+            # DP: no early stopping on held-out user events (model selection on private data
+            # would spend budget the accountant does not count): every event trains
+            data = TrainingData(train, self.n_users, self.n_items, valid_users=0 if dp else cfg.valid_users,
+                                seed=cfg.seed)
             if not len(data.examples):
                 raise ValueError("two-tower: no training example (every user needs two or more events)")
             liked = data.values >= cfg.like_threshold
@@ -232,13 +282,14 @@ class TwoTowerRecommender(Recommender):
                                  f"({cfg.like_threshold}); {dataset.name} has none (no ratings?)")
             lm = dataset_item_vectors(dataset, cfg.encoder, progress=self._show_progress())
             counts = np.bincount(train.item, minlength=self.n_items).astype(np.float64)
-            fallback = normalize(counts @ lm if counts.sum() else lm.mean(axis=0))
+            # the empty-history vector: popularity-weighted, or (DP) the public catalog mean
+            fallback = normalize(counts @ lm if counts.sum() and not dp else lm.mean(axis=0))
             self.user_lm = np.vstack([lm, fallback[None, :]]).astype(np.float32)
             self.has_id = counts > 0
             self.item_texts = dataset_item_texts(dataset) if cfg.item_tower == "lora" else None
             self.net = self._build_net(self.user_lm.shape[1])
             self.item_lm = lm.astype(np.float32) if cfg.item_tower == "frozen" else np.zeros((0, 0), np.float32)
-            self.history = self._train(data, liked)
+            self.history = self._train_dp(data) if dp else self._train(data, liked)
             self._finish(data)
 
     def _build_net(self, user_in: int) -> Any:
@@ -282,6 +333,19 @@ class TwoTowerRecommender(Recommender):
                 yield order[s:s + bs]
 
     def _train(self, data: TrainingData, liked: np.ndarray) -> TrainHistory:
+        step, validate = self._train_parts(data, liked)
+        history = fit_loop(self.net, self.config, batches=lambda rng: self._batches(data, rng), step=step,
+                           validate=validate, progress=self._show_progress(),
+                           description=f"two-tower ({self.config.loss}, {self.config.item_tower})")
+        self.train_info = {"train_s": round(history.train_s, 3), "best_epoch": history.best_epoch,
+                           "epochs_run": len(history.epochs), "stopped_early": history.stopped_early,
+                           "valid_NDCG@10": history.best_valid, "valid_users": int(len(data.valid_rows)),
+                           "examples": int(len(data.examples))}
+        return history
+
+    def _train_parts(self, data: TrainingData, liked: np.ndarray) -> tuple[Any, Any]:
+        """The training step (rows of examples -> forward + backward, returns the loss) and the
+        validation (full-ranking NDCG@10 of the held-out events; None without any)."""
         from lmrec.models.towers import pointwise_bce_loss, sampled_softmax_loss
         from lmrec.models.training import fgm_backward
 
@@ -344,13 +408,93 @@ class TwoTowerRecommender(Recommender):
             scores[torch.from_numpy(rows), torch.from_numpy(np.concatenate(seen))] = float("-inf")
             return float(ndcg_at_k(scores, torch.from_numpy(data.items[task_rows]), 10).mean())
 
-        history = fit_loop(self.net, cfg, batches=lambda rng: self._batches(data, rng), step=step,
-                           validate=validate if len(task_rows) else None, progress=self._show_progress(),
-                           description=f"two-tower ({cfg.loss}, {cfg.item_tower})")
+        return step, (validate if len(task_rows) else None)
+
+    def _train_dp(self, data: TrainingData) -> TrainHistory:
+        """Per-user DP-SGD of both towers (`lmrec.privacy.dp.DPSGD`).
+
+        Privacy unit: a user (all of the user's events). Each step draws every user with
+        probability q = dp_users_per_step / n_users (Poisson), takes up to dp_examples_per_user
+        of the drawn user's next-item examples, and computes one loss per user: sampled softmax
+        of each example's target against dp_negatives items drawn uniformly from the catalog
+        (shared by the step; no logQ: uniform sampling needs none, and counts are private).
+        Each user's gradient is clipped to dp_max_grad_norm, the sum gets Gaussian noise and is
+        divided by q n_users; AdamW applies it (post-processing). Steps = epochs / q. The
+        accountant's (epsilon, delta) covers the tower weights; the per-user vectors the model
+        keeps (each computed from that user's own history) and the training matrix are that
+        user's own data and are not released by it to anyone else.
+        """
+        from lmrec.models.training import build_optimizer, warmup_schedule
+        from lmrec.privacy.dp import DPSGD
+
+        torch = require_torch()
+        cfg = self.config
+        n = self.n_users
+        q = min(1.0, cfg.dp_users_per_step / n)
+        steps = max(1, int(round(cfg.epochs / q)))
+        owners = data.owner[data.examples]
+        ex_ptr = np.searchsorted(owners, np.arange(n + 1))
+        has_examples = np.diff(ex_ptr) > 0
+        towers = _DPTowers(self.net)
+        temperature = cfg.temperature
+
+        def user_loss(call: Any, pooled: Any, pos: Any, pos_ids: Any, mask: Any, negs: Any, neg_ids: Any) -> Any:
+            u, p, ng = call(pooled, pos, negs)  # (m, dim), (m, dim), (K, dim)
+            pos_logit = (u * p).sum(-1, keepdim=True) / temperature
+            neg_logit = (u @ ng.T / temperature).masked_fill(neg_ids[None, :] == pos_ids[:, None], float("-inf"))
+            losses = -torch.log_softmax(torch.cat([pos_logit, neg_logit], 1), dim=1)[:, 0]
+            return (losses * mask).sum() / mask.sum().clamp(min=1.0)
+
+        dp = DPSGD(towers, user_loss, n_users=n, sample_rate=q, steps=steps, max_grad_norm=cfg.dp_max_grad_norm,
+                   delta=cfg.dp_delta, target_epsilon=cfg.dp_epsilon, accountant=cfg.dp_accountant, seed=cfg.seed)
+        opt = build_optimizer(self.net, cfg.lr, cfg.weight_decay)
+        sched = warmup_schedule(opt, cfg.warmup_steps)
+        rng = np.random.default_rng(cfg.seed + 2)
+        item_lm = torch.from_numpy(self.item_lm)
+        user_table = torch.from_numpy(self.user_lm)
+        m = cfg.dp_examples_per_user
+        history = TrainHistory()
+        t_start = time.perf_counter()
+        per_epoch = max(1, int(round(1 / q)))
+        losses: list[float] = []
+        for t in range(steps):
+            users = dp.sample_users()
+            users = users[has_examples[users]]  # the others have no example: a zero gradient
+            rows = np.zeros((len(users), m), np.int64)
+            mask = np.zeros((len(users), m), np.float32)
+            for r, u in enumerate(users.tolist()):
+                ex = data.examples[ex_ptr[u]:ex_ptr[u + 1]]
+                pick = ex if len(ex) <= m else rng.choice(ex, m, replace=False)
+                rows[r, :len(pick)], mask[r, :len(pick)] = pick, 1.0
+            self.net.train()
+            with torch.no_grad():
+                hist, hmask = data.history(rows.ravel(), cfg.max_history, self.n_items)
+                pooled = self.net.user.pool(user_table, torch.from_numpy(hist), torch.from_numpy(hmask))
+            pooled = pooled.reshape(len(users), m, -1)
+            pos_ids = torch.from_numpy(data.items[rows])
+            neg_ids = torch.from_numpy(rng.integers(self.n_items, size=cfg.dp_negatives))
+            opt.zero_grad(set_to_none=True)
+            stats = dp.step((pooled, item_lm[pos_ids], pos_ids, torch.from_numpy(mask)), (item_lm[neg_ids], neg_ids))
+            opt.step()
+            sched.step()
+            if len(users):
+                with torch.no_grad():
+                    call = lambda *a: towers(*a)  # noqa: E731
+                    losses.append(float(torch.stack([user_loss(call, pooled[i], item_lm[pos_ids[i]], pos_ids[i],
+                                                               torch.from_numpy(mask[i]), item_lm[neg_ids], neg_ids)
+                                                     for i in range(min(len(users), 8))]).mean()))
+            if (t + 1) % per_epoch == 0 or t + 1 == steps:
+                history.epochs.append({"epoch": len(history.epochs) + 1, "step": t + 1,
+                                       "loss": float(np.mean(losses)) if losses else float("nan"),
+                                       "clipped": stats["clipped"], "median_norm": stats["median_norm"]})
+                losses = []
+        self.net.eval()
+        history.best_epoch = len(history.epochs)
+        history.train_s = time.perf_counter() - t_start
+        report = dp.report()
         self.train_info = {"train_s": round(history.train_s, 3), "best_epoch": history.best_epoch,
-                           "epochs_run": len(history.epochs), "stopped_early": history.stopped_early,
-                           "valid_NDCG@10": history.best_valid, "valid_users": int(len(data.valid_rows)),
-                           "examples": int(len(data.examples))}
+                           "epochs_run": len(history.epochs), "stopped_early": False, "valid_NDCG@10": None,
+                           "valid_users": 0, "examples": int(len(data.examples)), "dp": report.to_dict()}
         return history
 
     def _all_item_embeddings(self) -> Any:

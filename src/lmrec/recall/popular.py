@@ -28,7 +28,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from lmrec.component import ComponentConfig
 from lmrec.data.dataset import Dataset, Interactions
@@ -46,6 +48,23 @@ class MostPopularConfig(ComponentConfig):
     half_life_days: float = Field(0.0, ge=0.0)
     max_future_seconds: float = Field(86_400.0, ge=0.0, description="event times past the wall clock by more "
                                                                     "than this count as this far (clock skew)")
+    # differential privacy (lmrec.privacy.dp.noisy_counts): None = exact counts. Each user
+    # counts at most dp_max_items distinct items, once each, so one user changes the count
+    # vector by at most dp_max_items in L1 (Laplace: scale dp_max_items / dp_epsilon) and
+    # sqrt(dp_max_items) in L2 (Gaussian: analytic sigma at dp_delta). The noisy counts are
+    # released once per fit; online updates are not applied to them (each would need its own
+    # noise and budget). Needs half_life_days = 0.
+    dp_epsilon: float | None = Field(None, gt=0.0)
+    dp_mechanism: Literal["laplace", "gaussian"] = "laplace"
+    dp_delta: float = Field(1e-6, gt=0.0, lt=1.0)
+    dp_max_items: int = Field(50, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _dp_no_decay(self) -> "MostPopularConfig":
+        if self.dp_epsilon is not None and self.half_life_days > 0:
+            raise ValueError("dp_epsilon needs half_life_days = 0 (decay weights depend on the latest event time)")
+        return self
 
 
 class MostPopular(Recommender):
@@ -81,10 +100,24 @@ class MostPopular(Recommender):
         if h > 0 and len(train):
             w = np.exp2((times - self.t0) / h)
         self.counts = np.bincount(train.item, weights=w, minlength=self.n_items).astype(np.float64)
+        if self.config.dp_epsilon is not None:
+            self.counts = self._noisy_counts(train)
         self._cache: ConstantScores | None = None
 
+    def _noisy_counts(self, train: Interactions) -> np.ndarray:
+        from lmrec.privacy.dp import bound_contributions, noisy_counts
+
+        cfg = self.config
+        assert cfg.dp_epsilon is not None
+        keep = bound_contributions(train.user, train.item, cfg.dp_max_items, np.random.default_rng(cfg.seed))
+        exact = np.bincount(train.item[keep], minlength=self.n_items).astype(np.float64)
+        gauss = cfg.dp_mechanism == "gaussian"
+        sensitivity = math.sqrt(cfg.dp_max_items) if gauss else float(cfg.dp_max_items)
+        return noisy_counts(exact, epsilon=cfg.dp_epsilon, sensitivity=sensitivity, mechanism=cfg.dp_mechanism,
+                            delta=cfg.dp_delta, seed=cfg.seed + 1)
+
     def update(self, events: Sequence[Event]) -> None:
-        if not events:
+        if not events or self.config.dp_epsilon is not None:  # DP: the fit's noisy release only
             return
         self._check_fitted()
         h = self._half_life_s()
