@@ -72,7 +72,11 @@ def embed_command(
     _line(f"{ds.name}: {ds.n_items} items")
     from lmrec.distributed.embed import embed_catalog
 
-    with _session(address, cpus):
+    with _session(address, cpus) as ray:
+        import logging
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress lines say enough
         try:
             res = embed_catalog(ds, encoder, workers, cache=cache if cache is not None else True,
                                 batch_size=batch_size, threads=threads, report=_line)

@@ -2,8 +2,8 @@
 
 `embed_catalog(dataset_or_texts, "minilm", num_workers=4)` embeds every item text that the
 embedding cache does not hold yet: the missing texts become a Ray dataset, `map_batches`
-runs them through a pool of `num_workers` actors that each load the registered encoder once,
-and the vectors are written into the same SQLite embedding cache (`lmrec.text.cache`) that
+runs them through at most `num_workers` concurrent tasks (each Ray worker process loads the
+registered encoder once and keeps it), and the vectors are written into the same SQLite embedding cache (`lmrec.text.cache`) that
 the single-process path reads, so a later `lmrec eval`, `lmrec serve` or `embed_catalog` run
 reuses them. The result equals the single-process `encode_texts_cached` output (normalised
 rows in item order).
@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,32 +42,33 @@ class EmbedResult:
     seconds: float
 
 
-class _EncodeBatch:
-    """A Ray Data actor: loads the encoder once, encodes one batch of texts per call."""
+_LOADED: dict[tuple[str, int], Any] = {}  # encoders loaded in this (worker) process
 
-    def __init__(self, encoder: str, threads: int, batch_size: int) -> None:
+
+def _encode_batch(batch: dict[str, np.ndarray], encoder: str, threads: int, batch_size: int) -> dict[str, np.ndarray]:
+    """A Ray Data task: encode one batch of texts. The encoder is loaded once per worker process
+    (Ray reuses its worker processes, so a warm worker never loads it again)."""
+    key = (encoder, threads)
+    if key not in _LOADED:
         from lmrec.text.registry import get_encoder
 
-        self.encoder = get_encoder(encoder, threads=threads or None)
-        self.batch_size = batch_size
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        texts = [str(t) for t in batch["text"]]
-        vecs = np.asarray(self.encoder.encode_items(texts, batch_size=self.batch_size), dtype=np.float32)
-        return {"row": np.asarray(batch["row"], dtype=np.int64), "vector": vecs}
+        _LOADED[key] = get_encoder(encoder, threads=threads or None)
+    texts = [str(t) for t in batch["text"]]
+    vecs = np.asarray(_LOADED[key].encode_items(texts, batch_size=batch_size), dtype=np.float32)
+    return {"row": np.asarray(batch["row"], dtype=np.int64), "vector": vecs}
 
 
 def embed_catalog(dataset_or_texts: Dataset | Sequence[str], encoder: str, num_workers: int = 2, *,
                   cache: bool | str | Path | None = None, batch_size: int = 256, threads: int = 1,
                   report: Callable[[str], None] | None = None) -> EmbedResult:
     """Embed a catalog's item texts (a `Dataset`: `dataset_item_texts`; or a list of texts) with
-    the registered `encoder` in `num_workers` Ray Data actors.
+    the registered `encoder` in at most `num_workers` concurrent Ray Data tasks.
 
     `cache`: None uses the default embedding cache for language models and none for the fake
     test encoders (as `resolve_encoder` does); True the default cache; a path that cache folder;
     False none. Texts found in the cache are not encoded again; new vectors are stored in it
     (under the same keys as `CachedEncoder`, so the single-process path finds them).
-    `batch_size` texts go to an actor at a time, each actor uses `threads` intra-op threads.
+    `batch_size` texts go to a task at a time, each task uses `threads` intra-op threads.
     `report` receives progress lines. Needs a Ray cluster: inside `ray_session()` or after
     `ray.init`.
     """
@@ -84,7 +86,7 @@ def embed_catalog(dataset_or_texts: Dataset | Sequence[str], encoder: str, num_w
     texts = dataset_item_texts(dataset_or_texts) if isinstance(dataset_or_texts, Dataset) \
         else [str(t) for t in dataset_or_texts]
     # loaded here once for its cache name and dimension (and so an ONNX export happens once, not
-    # in every actor at the same time)
+    # in every worker at the same time)
     loaded = get_encoder(encoder)
     name, dim = loaded.name, int(loaded.dim)
     if cache is None:
@@ -104,13 +106,14 @@ def embed_catalog(dataset_or_texts: Dataset | Sequence[str], encoder: str, num_w
 
             frame = pd.DataFrame({"row": np.arange(len(todo), dtype=np.int64),
                                   "text": [text_of[k] for k in todo]})
-            # enough blocks that every actor gets work, none larger than a few batches
+            # enough blocks that every worker gets work, none larger than a few batches
             n_blocks = max(num_workers, -(-len(todo) // max(batch_size, 1)))
             bounds = np.linspace(0, len(todo), min(n_blocks, len(todo)) + 1).astype(int)
             ds = ray.data.from_pandas([frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
-            out = ds.map_batches(_EncodeBatch, fn_constructor_args=(encoder, threads, batch_size),
+            out = ds.map_batches(_encode_batch, fn_kwargs={"encoder": encoder, "threads": threads,
+                                                           "batch_size": batch_size},
                                  batch_size=batch_size, batch_format="numpy", num_cpus=1,
-                                 compute=ray.data.ActorPoolStrategy(size=num_workers))
+                                 compute=ray.data.TaskPoolStrategy(size=num_workers))
             done = 0
             for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
                 rows, vecs = batch["row"], np.asarray(batch["vector"], dtype=np.float32)
