@@ -46,6 +46,10 @@ SECTIONS = [
     ("ml1m", "ML-1M (random 80/20 split): trained models against EASE",
      "Issue 4's target here is EASE + 5% Recall@20 (>= 0.2885); validation choices are listed in "
      "benchmarks/results/ml1m.md."),
+    ("kg", "Knowledge graph: KG channel and features in the pipeline, KG embeddings, explanations",
+     "ML-1M given split with the movielens-1m-kg triples; Amazon Scientific with the category / brand graph "
+     "parsed from item text. Δ columns: paired-bootstrap difference (95% CI) to the named reference on the "
+     "same test users. Parts run separately (`--part`); the notes under the table summarise each."),
     ("two_tower", "Two-tower recommender (frozen LM item tower + MLP)", ""),
     ("finetune_search", "Fine-tuning the bi-encoder on Home Depot queries", ""),
     ("pipeline", "Multi-stage pipeline: recall -> merge -> rank -> re-rank", ""),

@@ -39,7 +39,7 @@ from pydantic import Field
 
 from lmrec.component import ComponentConfig
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.kg.graph import GraphConfig, KnowledgeGraph, relation_label, shared_counts_by_relation
+from lmrec.kg.graph import GraphConfig, KnowledgeGraph, relation_label
 from lmrec.rank.features import Feature, PairBatch
 from lmrec.types import Event, grow_rows
 
@@ -160,13 +160,9 @@ class KGFeatures(Feature):
             if not len(hist):
                 continue
             cands = items[a:b]
-            ok = cands < w.shape[0]
-            sims = np.zeros((b - a, len(hist)), np.float32)
-            if ok.any():
-                sims[ok] = (w[cands[ok]] @ w[hist].T).toarray()
+            sims, shares = g.overlap(cands, hist)
             out[a:b, 1] = sims.mean(axis=1)
             out[a:b, 2] = sims.max(axis=1)
-            shares = shared_counts_by_relation(g, cands, hist)
             out[a:b, 3:3 + n_rel] = shares[:, :n_rel]
             col = 3 + n_rel
             for table in (self.emb, self.ent):

@@ -197,3 +197,22 @@ def test_entity_and_relation_vectors_from_the_lm() -> None:
     mean = items[0] + items[1]
     assert np.allclose(ent[anon], mean / np.linalg.norm(mean), atol=1e-5)
     assert g.relation_vectors(lambda t: normalize(enc.encode_items(t))).shape == (len(g.relations), items.shape[1])
+
+
+def test_overlap_join_equals_sparse_products() -> None:
+    from lmrec.kg.graph import shared_counts_by_relation
+
+    ds = shop(n_brands=5, per_brand=6)
+    g = KnowledgeGraph.from_dataset(ds, GraphConfig(max_df=0.6))
+    w = g.weighted()
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        cands = rng.choice(ds.n_items + 3, 12, replace=False)  # a few beyond the graph
+        hist = np.unique(rng.choice(ds.n_items, 7))
+        sims, shares = g.overlap(cands, hist)
+        ok = cands < ds.n_items
+        ref = np.zeros_like(sims)
+        ref[ok] = (w[cands[ok]] @ w[hist].T).toarray()
+        assert np.allclose(sims, ref, atol=1e-6)
+        assert np.allclose(shares, shared_counts_by_relation(g, cands, hist))
+        assert shares.max() > 0
