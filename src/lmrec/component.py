@@ -172,6 +172,7 @@ for _name, _path in {
     "blend": "lmrec.recall.blend:BlendRecommender",
     "pipeline": "lmrec.pipeline:RecPipeline",
     "two-tower": "lmrec.models.two_tower:TwoTowerRecommender",
+    "fed-two-tower": "lmrec.privacy.federated:FederatedTwoTower",
     "sasrec": "lmrec.models.sasrec:SASRec",
     "sasrec-text": "lmrec.models.text_seq:SASRecText",
     "multvae": "lmrec.models.multvae:MultVAE",
