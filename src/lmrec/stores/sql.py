@@ -9,6 +9,8 @@ dialect), so they behave the same way:
   brings the item back; ids sort in byte order (`COLLATE "C"` on PostgreSQL);
 - JSON columns (TEXT on SQLite, JSONB on PostgreSQL) for attributes, categories, scopes,
   ranked item ids and ranking context; NaN / infinity are rejected before writing;
+- user attributes sealed at rest (Fernet) when LMREC_ENCRYPTION_KEY is set
+  (`lmrec.privacy.crypto`; `reencrypt_users()` after a key rotation);
 - a `schema_version` table, checked on open, so a database written by a newer lmrec is
   refused rather than misread.
 
@@ -185,6 +187,10 @@ class SQLStore(ABC):
         self._lock = threading.RLock()
         self._closed = False
         self._sql = {name: sql.format(**self.DIALECT) for name, sql in _STATEMENTS.items()}
+        # user attributes sealed at rest when LMREC_ENCRYPTION_KEY is set (lmrec.privacy.crypto)
+        from lmrec.privacy.crypto import cipher_from_env
+
+        self.cipher = cipher_from_env()
 
     # -- backend hooks -------------------------------------------------------------------
     @abstractmethod
@@ -360,15 +366,39 @@ class SQLStore(ABC):
     def upsert_user(self, user: UserRecord) -> None:
         """Insert the user or replace its attributes."""
         check_user(user)
-        self._write("upsert_user", [(user.user_id, _to_json(dict(user.attributes), "user.attributes"),
-                                     float(user.updated_at))])
+        attrs = _to_json(dict(user.attributes), "user.attributes")
+        if self.cipher is not None:
+            attrs = self.cipher.seal(attrs)
+        self._write("upsert_user", [(user.user_id, attrs, float(user.updated_at))])
+
+    def _user_attributes(self, value: Any) -> Any:
+        """A users.attributes column as the attribute mapping (opened when sealed)."""
+        from lmrec.privacy.crypto import open_without_key
+
+        value = self._from_json(value)
+        return self.cipher.open(value) if self.cipher is not None else open_without_key(value)
+
+    def reencrypt_users(self) -> int:
+        """Rewrite every stored user record sealed with the current (first) key: key rotation,
+        or sealing records written before encryption was on. Returns the records rewritten."""
+        if self.cipher is None:
+            raise ValueError("reencrypt_users needs LMREC_ENCRYPTION_KEY")
+        done, after = 0, ""
+        while True:
+            rows = self._fetch(self._sql["user_records"], (after, PAGE_SIZE))
+            if not rows:
+                return done
+            for uid, attrs, updated in rows:
+                self.upsert_user(UserRecord(uid, self._user_attributes(attrs), updated))
+                done += 1
+            after = rows[-1][0]
 
     def get_user(self, user_id: str) -> UserRecord | None:
         rows = self._fetch(self._sql["get_user"], (user_id,))
         if not rows:
             return None
         uid, attributes, updated = rows[0]
-        return UserRecord(uid, self._from_json(attributes), updated)
+        return UserRecord(uid, self._user_attributes(attributes), updated)
 
     def user_page(self, *, after: str = "", limit: int = 100) -> list[tuple[str, UserRecord | None]]:
         """At most `limit` users with user_id > `after`, in user_id order: every user with an
@@ -378,7 +408,7 @@ class SQLStore(ABC):
         if not limit:
             return []
         with_events = [r[0] for r in self._fetch(self._sql["event_users"], (after, limit))]
-        records = {uid: UserRecord(uid, self._from_json(attrs), updated)
+        records = {uid: UserRecord(uid, self._user_attributes(attrs), updated)
                    for uid, attrs, updated in self._fetch(self._sql["user_records"], (after, limit))}
         # both lists are sorted in the database's order; the union's first `limit` ids are in them
         ids = sorted(set(with_events) | set(records), key=lambda u: u.encode("utf-8"))[:limit]
