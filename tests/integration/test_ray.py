@@ -160,7 +160,8 @@ def test_ddp_rejects_fgm(toy):
         train_sasrec_ddp(toy.interactions, toy, {**SASREC, "fgm": True}, launcher="processes")
 
 
-def test_cli_ray_eval_and_embed(cluster, tmp_path, monkeypatch):
+@pytest.mark.shared_data("ml-100k")
+def test_cli_ray_eval_and_embed(cluster, shared_data_dir, tmp_path):
     """`lmrec ray eval` / `embed` inside the module's cluster (ray_session joins it), on ml-100k."""
     from typer.testing import CliRunner
 
@@ -168,16 +169,13 @@ def test_cli_ray_eval_and_embed(cluster, tmp_path, monkeypatch):
     from lmrec.data.loaders import load_dataset
     from lmrec.eval.experiment import make_split
 
-    try:
-        ds = load_dataset("ml-100k")
-    except FileNotFoundError:
-        pytest.skip("ml-100k not in LMREC_DATA_DIR")
+    ds = load_dataset("ml-100k", shared_data_dir)
     runner = CliRunner()
     out = tmp_path / "row.json"
     res = runner.invoke(app, ["ray", "eval", "--dataset", "ml-100k", "--model", "popular", "--shards", "2",
                               "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "shard 2/2" in res.output and "merged 943 users" in res.output.replace("\n", " ")
+    assert "shard 2/2" in res.output and "merged 943 users" in " ".join(res.output.split())
     row = json.loads(out.read_text())["rows"][0]
     split = make_split(ds)
     single = evaluate(create("popular").fit(split.train_valid, ds), split, item_categories=item_categories(ds))
@@ -187,8 +185,30 @@ def test_cli_ray_eval_and_embed(cluster, tmp_path, monkeypatch):
     res = runner.invoke(app, ["ray", "embed", "--dataset", "ml-100k", "--encoder", "fake", "--workers", "2",
                               "--cache", str(tmp_path / "cache")])
     assert res.exit_code == 0, res.output
-    assert f"{ds.n_items} texts encoded, 0 reused" in res.output.replace("\n", " ") or \
-        "texts encoded, 0 reused" in res.output.replace("\n", " ")
+    distinct = len(set(dataset_item_texts(ds)))
+    assert f"{distinct} texts encoded, 0 reused" in " ".join(res.output.split()), res.output
     res = runner.invoke(app, ["ray", "embed", "--dataset", "ml-100k", "--encoder", "fake", "--workers", "2",
                               "--cache", str(tmp_path / "cache")])
-    assert res.exit_code == 0 and f"0 texts encoded, {ds.n_items} reused" in res.output.replace("\n", " "), res.output
+    assert res.exit_code == 0 and f"0 texts encoded, {ds.n_items} reused" in " ".join(res.output.split()), res.output
+
+
+def test_ray_train_with_more_workers_than_cpus_is_refused(cluster, toy):
+    with pytest.raises(ValueError, match="3 DDP workers need 3 CPUs; the Ray cluster has 2"):
+        train_sasrec_ddp(toy.interactions, toy, SASREC, num_workers=3, launcher="ray")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["eval", "--dataset", "ml-100k", "--model", "nope"], "unknown model 'nope'"),
+    (["eval", "--dataset", "ml-100k", "--model", "ease", "--params", "lamb=3"], "bad --params for ease"),
+    (["embed", "--dataset", "ml-100k", "--encoder", "nope"], "unknown encoder 'nope'"),
+    (["train", "--dataset", "ml-100k", "--out", "x", "--launcher", "mpi"], "--launcher must be"),
+    (["train", "--dataset", "ml-100k", "--out", "x", "--params", "fgm=true"], "fgm"),
+])
+def test_cli_bad_arguments_fail_before_starting_ray(args, needle):
+    from typer.testing import CliRunner
+
+    from lmrec.cli.main import app
+
+    res = CliRunner().invoke(app, ["ray", *args])
+    assert res.exit_code == 1, res.output
+    assert needle in " ".join(res.output.split())

@@ -156,9 +156,11 @@ def train_command(
         _ray_or_fail()
     fixed = parse_params(params)
     try:
-        SASRec.Config(**fixed)
+        cfg = SASRec.Config(**fixed)
     except Exception as e:
         raise fail(f"bad --params for sasrec: {one_line(e)}") from None
+    if cfg.fgm:
+        raise fail("data-parallel SASRec does not support fgm=true")
     ds = load_named_dataset(dataset, data_dir)
     train = ds.interactions
     if split:

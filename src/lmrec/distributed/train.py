@@ -172,6 +172,10 @@ def _launch_ray(train: Interactions, dataset: Dataset, params: dict[str, Any], n
 
     ray = require_ray()
     from ray.train import RunConfig, ScalingConfig
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < num_workers:  # Ray Train would wait for the missing CPUs forever
+        raise ValueError(f"{num_workers} DDP workers need {num_workers} CPUs; the Ray cluster has {cpus}")
     from ray.train.torch import TorchConfig, TorchTrainer
 
     with tempfile.TemporaryDirectory(prefix="lmrec-ray-train-") as storage:
