@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -37,6 +38,7 @@ def cluster():
             assert r.cluster_resources().get("CPU") == 2
             yield r
     finally:
+        shutil.rmtree(temp, ignore_errors=True)
         if before is None:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
