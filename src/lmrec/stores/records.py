@@ -126,6 +126,9 @@ class RecordStore(Protocol):
     # users
     def upsert_user(self, user: UserRecord) -> None: ...
     def get_user(self, user_id: str) -> UserRecord | None: ...
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Erase the user's events, record and logged rankings; rows removed per table."""
+        ...
     def user_page(self, *, after: str = "", limit: int = 100) -> list[tuple[str, UserRecord | None]]:
         """At most `limit` users (with events or a stored record) with user_id > `after`, in
         user_id order, each with its record (None for a user known only from events)."""

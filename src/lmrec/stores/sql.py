@@ -138,6 +138,10 @@ _STATEMENTS = {
                     "ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes, "
                     "updated_at = excluded.updated_at"),
     "get_user": "SELECT user_id, attributes, updated_at FROM users WHERE user_id = {p}",
+    # erasure: event ids stay claimed (opaque, no personal data) so a redelivery cannot bring them back
+    "delete_user_events": "DELETE FROM events WHERE user_id = {p}",
+    "delete_user_record": "DELETE FROM users WHERE user_id = {p}",
+    "delete_user_rankings": "DELETE FROM rankings WHERE user_id = {p}",
     "add_api_key": ("INSERT INTO api_keys (key_id, name, scopes, key_hash, created_at, revoked) "
                     "VALUES ({p}, {p}, {j}, {p}, {p}, {p}) ON CONFLICT (key_id) DO NOTHING"),
     "get_api_key": "SELECT key_id, name, scopes, key_hash, created_at, revoked FROM api_keys WHERE key_id = {p}",
@@ -370,6 +374,20 @@ class SQLStore(ABC):
         if self.cipher is not None:
             attrs = self.cipher.seal(attrs)
         self._write("upsert_user", [(user.user_id, attrs, float(user.updated_at))])
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Erase a user: their events, attribute record and logged rankings, in one
+        transaction. Returns the rows removed per table (all 0: the user was unknown). The
+        idempotency ids of the deleted events stay claimed, so a stream redelivering them
+        cannot bring them back; a later training (`store_dataset`) no longer sees the user."""
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError(f"user_id: must be a non-empty string, got {user_id!r}")
+        out = {}
+        with self._tx() as cur:
+            for table in ("events", "record", "rankings"):
+                cur.execute(self._sql[f"delete_user_{table}"], (user_id,))
+                out[table] = max(int(cur.rowcount), 0)
+        return out
 
     def _user_attributes(self, value: Any) -> Any:
         """A users.attributes column as the attribute mapping (opened when sealed)."""
