@@ -75,8 +75,8 @@ def embed_command(
     with _session(address, cpus) as ray:
         import logging
 
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress lines say enough
         ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress lines say enough
         try:
             res = embed_catalog(ds, encoder, workers, cache=cache if cache is not None else True,
                                 batch_size=batch_size, threads=threads, report=_line)
