@@ -619,13 +619,15 @@ def _admin_routes(app: FastAPI, st: _State) -> None:
         return json.loads(json.dumps(engine.stats(), default=str))
 
     @app.post("/admin/experiments", response_model=s.ExperimentOut, tags=["admin"], dependencies=[Admin],
-              responses=_BODY_ERRORS)
+              responses={**_BODY_ERRORS, 404: {"model": s.ErrorOut}})
     def start_experiment(engine: Engine, body: s.ExperimentIn) -> s.ExperimentOut:
         """Serve saved versions `a` and `b` side by side: a user is in B when the hash of the
         experiment name and user id falls below `split`, else in A (deterministic). Replaces a
         running experiment; it stays after a restart until DELETE /admin/experiments."""
         try:
             exp = engine.start_experiment(body.name, body.a, body.b, body.split)
+        except FileNotFoundError as e:  # as POST /admin/reload: a version that is not there is a 404
+            raise ApiError(404, "not_found", f"{e}; see GET /admin/stats") from None
         except ValueError as e:
             raise _invalid(["body", *_error_loc(str(e))], str(e)) from None
         log.info("experiment %s started: A=%s B=%s split=%s", exp.name, exp.a, exp.b, exp.split)

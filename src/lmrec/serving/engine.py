@@ -615,7 +615,7 @@ class Engine:
             try:
                 v = load_version(self.models_dir, name)
             except FileNotFoundError as e:
-                raise ValueError(f"{variant.lower()}: {e}") from None
+                raise FileNotFoundError(f"{variant.lower()}: {e}") from None
             sync_items(v.pipeline, self.catalog)
             fold_events(v, list(self.store.events(after_seq=v.last_seq)), self.config.train_kinds, self.catalog)
             versions[variant] = v
@@ -623,7 +623,8 @@ class Engine:
 
     def start_experiment(self, name: str, a: str, b: str, split: float = 0.5) -> Experiment:
         """Serve saved versions `a` and `b` to hashed user buckets (`split`: B's share), from
-        now on and after restarts, until `stop_experiment`. ValueError names the field."""
+        now on and after restarts, until `stop_experiment`. ValueError (a bad value) and
+        FileNotFoundError (no such version) name the field."""
         with self._write:
             exp = Experiment(name, a, b, split, started_at=time.time(), start_seq=self.store.last_seq())
             running = self._load_variants(exp)

@@ -455,6 +455,12 @@ class SessionIn(_Strict):
     k: int = Field(10, ge=1, le=MAX_K, description="number of results")
     explain: bool = Field(False, description="include per-item explanations")
 
+    @field_validator("k", mode="before")
+    @classmethod
+    def _whole(cls, v: Any) -> Any:
+        # JSON Schema's "integer" includes 11.0; strict mode alone would refuse it
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
 
 class SessionRankingOut(RankingOut):
     unknown_items: list[str] = Field(description="history item ids the served version does not know (left out)")

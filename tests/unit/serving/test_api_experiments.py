@@ -136,7 +136,9 @@ def test_bad_experiments_are_422_naming_the_field(api: Api, tmp_path: Path) -> N
         return r.json()["detail"][0]["loc"]
 
     served = api.engine.model_version
-    assert loc({"name": "e", "a": served, "b": "no-such-version"}) == ["body", "b"]
+    missing = api.client.post("/admin/experiments", json={"name": "e", "a": "no-such-version", "b": served},
+                              headers=api.admin)
+    assert missing.status_code == 404 and missing.json()["detail"].startswith("a: model version 'no-such-version'")
     assert loc({"name": "e", "a": served, "b": served}) == ["body", "b"]
     assert loc({"name": "e", "a": served, "b": "x", "split": 1.5}) == ["body", "split"]
     assert loc({"name": "e", "a": served}) == ["body", "b"]
