@@ -178,3 +178,22 @@ def test_evaluate_sessions(pipe: RecPipeline, ds) -> None:  # noqa: ANN001
     assert multi["n_sessions"] == 5 and 0.0 <= multi["Recall@10"] <= 1.0
     with pytest.raises(ValueError, match="targets: 2 entries for 3 sessions"):
         evaluate_sessions(pipe, sessions[:3], targets[:2])
+
+
+def test_evaluate_sessions_with_a_model_equals_its_one_channel_pipeline(ds) -> None:  # noqa: ANN001
+    from lmrec.component import create
+
+    model = create("transitions").fit(ds.interactions, ds)
+    spec = {"encoder": "fake", "channels": [{"name": "trans", "model": "transitions", "quota": 50}],
+            "rank": {"ranker": "none"}, "rerank": {"n": 10, "stages": []}}
+    one = RecPipeline(spec=spec).fit(ds.interactions, ds)
+    sessions = [one.history.items(u)[:-1] for u in range(30)]
+    targets = [int(one.history.items(u)[-1]) for u in range(30)]
+    by_model = evaluate_sessions(model, sessions, targets, k=10)
+    assert by_model == pytest.approx(evaluate_sessions(one, sessions, targets, k=10))
+    assert by_model["HR@10"] > 0
+    seen = evaluate_sessions(model, sessions, targets, k=10, exclude_seen=True)
+    assert seen["HR@10"] != by_model["HR@10"] or seen["MRR@10"] != by_model["MRR@10"]
+    id_based = create("bpr").fit(ds.interactions, ds)  # knows fit-time users only
+    with pytest.raises(ValueError, match="cannot score a session"):
+        evaluate_sessions(id_based, sessions[:2], targets[:2])
