@@ -4,7 +4,10 @@ a training builds its graph from them plus the catalog, a new item joins at once
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pytest
 
 from typer.testing import CliRunner
 
@@ -76,3 +79,30 @@ def test_imported_triples_reach_the_served_graph_and_its_explanations(tmp_path: 
         eng.upsert_items([ItemRecord("new", title="New", categories=("drama",), attributes={"brand": "studio1"})])
         r = eng.recommend("fan", k=16)
         assert "new" in [i.item_id for i in r.items]
+
+
+ML100K_KG = """encoder = "fake"
+[[channels]]
+name = "kg"
+model = "kg"
+quota = 50
+[[channels]]
+name = "popular"
+model = "popular"
+weight = 0.0
+[rank]
+ranker = "none"
+features = [{ name = "channels" }, { name = "kg" }]
+"""
+
+
+@pytest.mark.shared_data("ml-100k")
+def test_pipeline_command_shows_kg_paths(tmp_path: Path, shared_data_dir: Path) -> None:
+    conf = tmp_path / "kg.toml"
+    conf.write_text(ML100K_KG)
+    res = runner.invoke(app, ["pipeline", "--dataset", "ml-100k", "--config", str(conf), "--user", "196",
+                              "--data-dir", str(shared_data_dir)], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    assert re.search(r"same (category|decade|release date) \(", res.output), res.output
+    res = runner.invoke(app, ["kg", "info", "--dataset", "ml-100k", "--data-dir", str(shared_data_dir)])
+    assert res.exit_code == 0 and "category" in res.output and "release_date" in res.output, res.output

@@ -40,6 +40,10 @@ def _recs_table(ds, user: str, cands) -> Table:  # noqa: ANN001
     for e in cands.explanations or []:
         because = e.get("because")
         shared = ", ".join(e.get("shared_categories", []) + [f"{k}={v}" for k, v in e.get("shared_attributes", {}).items()])
+        path = e.get("kg_path")
+        if path:  # the knowledge-graph path: same <relation> (<entity>) as a history item
+            shared = f"same {path['relation']} ({path['entity_name']}) as {path['because']['title'][:30]}" + \
+                (f"; {shared}" if shared else "")
         t.add_row(str(e["rank"]), e["item_id"], e["title"][:60], f"{e['score']:.4f}", ",".join(e["channels"]),
                   f"{because['title'][:40]} ({because['cosine']:.2f})" if because else "-", shared)
     return t
