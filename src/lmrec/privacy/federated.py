@@ -8,6 +8,8 @@ never sends them; a round runs like this:
 2. each of the round's clients (a `client_fraction` of them, drawn at random) trains a fresh
    AdamW for `local_epochs` passes over its own examples, with the same loss as the central
    model (in-batch negatives come from the client's own batch);
+   (the logQ term's global item counts come from one masked aggregation of the clients'
+   count vectors before the first round);
 3. it computes its update (local - global weights), optionally clips it to L2 norm `clip` and
    adds its share N(0, (noise_multiplier * clip)^2 / m) of the noise (m = clients in the round,
    so the sum carries N(0, (noise_multiplier * clip)^2): distributed DP, client-level);
@@ -162,6 +164,14 @@ class FederatedTwoTower(TwoTowerRecommender):
         for c, s in enumerate(shards):
             client_of[s] = c
         ex_by_client = [data.examples[client_of[owners] == c] for c in range(n_clients)]
+        if cfg.logq:
+            # the logQ correction needs global item counts: one secure-aggregation round of the
+            # clients' own count vectors gives them without any client's counts being seen
+            counts = [np.bincount(data.items[ex], minlength=self.n_items).astype(np.float64) for ex in ex_by_client]
+            agg = PairwiseMasks(list(range(n_clients)), seed=int(rng.integers(2**62)), bits=0)
+            total = agg.unmask_sum([agg.mask(c, v) for c, v in enumerate(counts)])
+            if not np.array_equal(total, data.target_counts):  # pragma: no cover - an arithmetic bug
+                raise AssertionError("securely aggregated item counts differ from the plain sum")
         ids = getattr(self.net.user, "users", None)  # the user-side parameters, kept by the clients
         local_rows = ids.weight.detach().clone() if ids is not None else None
 
