@@ -135,26 +135,39 @@ def test_bad_sessions_name_the_argument(pipe: RecPipeline, kwargs: dict, match: 
 
 
 def test_session_features(ranked: RecPipeline) -> None:
-    """`user` and `sequence` columns are computed from the session (equal to a stored user's
-    with the same history); the other user-keyed columns are NaN for a session."""
-    u = 5
-    items, times, values = ranked.history.events(u)
-    q = ranked.session_query(items, times=times, values=values)
-    assert q.user is None and q.context[SESSION_KEY][0].tolist() == items.tolist()
-    stored = ranked._resolve(Query(user=u))
-    assert q.time == stored.time
-    pool = ranked.candidates([stored])
-    got, want = ranked._features([q], pool), ranked._features([stored], pool)
-    cols = got.columns
-    same = [j for j, c in enumerate(cols) if c.startswith(("user:", "seq:", "pop:", "merge:"))]
-    nan = [j for j, c in enumerate(cols) if c in ("lm:profile_cos", "lm:recent_max_cos", "lm:last_cos")
-           or c.startswith("cat:")]
-    assert len(same) == 12 and len(nan) == 5
-    np.testing.assert_allclose(got.X[:, same], want.X[:, same], rtol=1e-6)
-    assert np.isfinite(want.X[:, nan]).all()  # the stored user has them
-    assert np.isnan(got.X[:, nan]).all()
+    """The user-keyed features `user`, `lm`, `category` and `sequence` are computed from the
+    session: equal to a stored user's with the same history and request time."""
+    for u in (5, 17):
+        items, times, values = ranked.history.events(u)
+        q = ranked.session_query(items, times=times, values=values)
+        assert q.user is None and q.context[SESSION_KEY][0].tolist() == items.tolist()
+        stored = ranked._resolve(Query(user=u))
+        assert q.time == stored.time
+        pool = ranked.candidates([stored])
+        got, want = ranked._features([q], pool), ranked._features([stored], pool)
+        cols = got.columns
+        keyed = [j for j, c in enumerate(cols) if c.startswith(("user:", "seq:", "cat:"))
+                 or c in ("lm:profile_cos", "lm:recent_max_cos", "lm:last_cos")]
+        assert len(keyed) == 11
+        assert np.isfinite(want.X[:, keyed]).any(axis=0).all()  # the stored user has every column
+        np.testing.assert_allclose(got.X, want.X, rtol=1e-5, atol=1e-6)
+        # a session of other items: other values (the columns read the session, not a default)
+        other = ranked.session_query(np.setdiff1d(np.arange(50), items)[:6])
+        diff = ranked._features([other], pool).X[:, keyed]
+        assert not np.allclose(np.nan_to_num(diff, nan=-9), np.nan_to_num(want.X[:, keyed], nan=-9))
     out = ranked.recommend_for_history([4, 9, 17], 10, explain=True)
     assert len(out) == 10 and np.isfinite(out.scores).all()
+
+
+def test_session_with_items_added_later(ranked: RecPipeline, ds) -> None:  # noqa: ANN001
+    """A session may name an item added after the fit (every stage knows it from add_items)."""
+    import copy
+
+    p = copy.deepcopy(ranked)
+    p.upsert_items(["brand-new"], [{"title": "brand new item", "categories": ["comedy"]}])
+    new = p.dataset.items.index("brand-new")
+    out = p.recommend_for_history([4, new, 9], 10, explain=True)
+    assert len(out) == 10 and new not in out.items.tolist()
 
 
 def test_evaluate_sessions(pipe: RecPipeline, ds) -> None:  # noqa: ANN001

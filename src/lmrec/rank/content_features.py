@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.component import ComponentConfig
-from lmrec.types import Event
+from lmrec.types import Event, Query, session_items
 from lmrec.rank.features import Feature, PairBatch
 from lmrec.recall.item2item import dataset_item_vectors, resolve_encoder
 from lmrec.text.base import normalize
@@ -116,7 +116,18 @@ class LMSimilarity(Feature):
         prof = np.zeros((len(users), self.item_vectors.shape[1]), np.float32)
         if ok.any():
             prof[ok] = normalize(self.sums[users[ok]].astype(np.float32))
+        for g, q in enumerate(batch.queries):  # a session: the decayed sum `update` would build
+            items = self._session_items(q)
+            if items is not None and len(items):
+                w = np.power(self.decay, np.arange(len(items) - 1, -1, -1, dtype=np.float64))
+                prof[g] = normalize((w @ self.item_vectors[items].astype(np.float64)).astype(np.float32)[None])[0]
+                ok[g] = True
         return prof, ok
+
+    def _session_items(self, query: Query) -> np.ndarray | None:
+        """A session's items this feature knows (what `update` would fold in), oldest first."""
+        items = session_items(query)
+        return None if items is None else items[items < len(self.item_vectors)]
 
     def compute(self, batch: PairBatch) -> np.ndarray:
         self._check_fitted()
@@ -133,12 +144,15 @@ class LMSimilarity(Feature):
             a, b = off[g], off[g + 1]
             if a == b:
                 continue
-            if q.user is not None and 0 <= q.user < len(self.recent):
+            rec = self._session_items(q)
+            if rec is not None:
+                rec = rec[-self.recent.shape[1]:]
+            elif q.user is not None and 0 <= q.user < len(self.recent):
                 rec = self.recent[q.user]
                 rec = rec[rec >= 0]
-                if len(rec):
-                    sims = vec[a:b] @ self.item_vectors[rec].T
-                    out[a:b, 1], out[a:b, 2] = sims.max(axis=1), sims[:, -1]
+            if rec is not None and len(rec):
+                sims = vec[a:b] @ self.item_vectors[rec].T
+                out[a:b, 1], out[a:b, 2] = sims.max(axis=1), sims[:, -1]
             if self.config.query and q.text:
                 qv = normalize(resolve_encoder(self.config.encoder).encode_queries([q.text]))[0]
                 out[a:b, 3] = vec[a:b] @ qv
@@ -329,6 +343,7 @@ class CategoryAffinity(Feature):
         users, items = batch.users, batch.items
         known = (users >= 0) & (users < len(self.user_events)) & (items < self.item_cats.shape[0])
         known[known] = self.user_events[users[known]] > 0
+        self._session_shares(batch, out)
         if not known.any():
             return out
         u, it = users[known], items[known]
@@ -348,3 +363,32 @@ class CategoryAffinity(Feature):
             val = np.where(tok >= 0, self.counts.get(u * self.n_tokens + np.maximum(tok, 0)) / total, np.nan)
             out[known, 2 + j] = val
         return out
+
+    def _session_shares(self, batch: PairBatch, out: np.ndarray) -> None:
+        """The columns of session queries, from the session's events (as `update` counts them)."""
+        for g, q in enumerate(batch.queries):
+            hist = session_items(q)
+            a, b = batch.offsets[g], batch.offsets[g + 1]
+            if hist is None or not len(hist) or a == b:
+                continue
+            total = float(len(hist))
+            known = hist[hist < self.item_cats.shape[0]]
+            toks = [self._item_tokens(int(i)) for i in known]
+            cnt = np.bincount(np.concatenate(toks), minlength=self.n_tokens) if toks else np.zeros(self.n_tokens)
+            items = batch.items[a:b]
+            ok = items < self.item_cats.shape[0]
+            it = items[ok]
+            ic = self.item_cats[it]
+            per = np.diff(ic.indptr)
+            share = cnt[ic.indices] / total
+            has = per > 0
+            mx, mean = np.full(len(it), np.nan), np.full(len(it), np.nan)
+            if has.any():
+                starts = ic.indptr[:-1][has]
+                mx[has] = np.maximum.reduceat(share, starts)
+                mean[has] = np.add.reduceat(share, starts) / per[has]
+            rows = np.arange(a, b)[ok]
+            out[rows, 0], out[rows, 1] = mx, mean
+            for j in range(len(self.attrs)):
+                tok = self.item_attr[it, j]
+                out[rows, 2 + j] = np.where(tok >= 0, cnt[np.maximum(tok, 0)] / total, np.nan)
