@@ -210,3 +210,25 @@ def test_evaluate_sessions_with_a_model_equals_its_one_channel_pipeline(ds) -> N
     id_based = create("bpr").fit(ds.interactions, ds)  # knows fit-time users only
     with pytest.raises(ValueError, match="cannot score a session"):
         evaluate_sessions(id_based, sessions[:2], targets[:2])
+
+
+def test_numeric_feature_reads_the_session() -> None:
+    from lmrec.rank.item_features import NumericAttributes
+    from lmrec.rank.features import PairBatch
+    from lmrec.types import Candidates
+
+    data = toy_dataset(n_users=20, n_items=30, events_per_user=6)
+    data.item_table.attributes["year"] = [1990 + i if i % 4 else None for i in range(30)]
+    f = NumericAttributes(attributes=["year"]).fit(data.interactions, data)
+    p = RecPipeline(spec={"encoder": "fake", "channels": CHANNELS[:1], "rank": {"ranker": "none"}}).fit(
+        data.interactions, data)
+    cands = Candidates(np.arange(30), np.zeros(30))
+    for u in (0, 3):
+        items, times, values = p.history.events(u)
+        q = p.session_query(items, times=times, values=values)
+        got = f.compute(PairBatch.build([q], [cands]))
+        want = f.compute(PairBatch.build([Query(user=u)], [cands]))
+        assert np.isfinite(want[:, 1]).sum() > 10
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    only_none = f.compute(PairBatch.build([p.session_query([0, 4])], [cands]))  # items without a year
+    assert np.isnan(only_none[:, 1]).all() and np.isfinite(only_none[:, 0]).sum() > 10

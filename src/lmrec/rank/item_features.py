@@ -19,7 +19,7 @@ import numpy as np
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.component import ComponentConfig
-from lmrec.types import Event
+from lmrec.types import Event, session_items
 from lmrec.rank.features import DAY, Feature, PairBatch
 
 __all__ = ["ItemTimeline", "ItemPopularity", "ItemRecency", "NumericAttributes", "numeric_attributes"]
@@ -329,6 +329,13 @@ class NumericAttributes(Feature):
         u = np.where(known, users, 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(known[:, None] & (self.counts[u] > 0), self.sums[u] / self.counts[u], np.nan)
+            for g, q in enumerate(batch.queries):  # a session: the mean over its own items' values
+                hist = session_items(q)
+                if hist is not None:
+                    v = self.item_values[hist[hist < len(self.item_values)]]
+                    ok = np.isfinite(v)
+                    mean[batch.offsets[g]:batch.offsets[g + 1]] = np.where(
+                        ok.sum(axis=0) > 0, np.where(ok, v, 0.0).sum(axis=0) / ok.sum(axis=0), np.nan)
         out = np.empty((len(batch), 2 * len(self.attrs)), np.float32)
         out[:, 0::2], out[:, 1::2] = vals, vals - mean
         return out
