@@ -403,7 +403,8 @@ class RecPipeline(Recommender):
         features' and re-rankers' state). For history-based channels the list equals that of a
         stored user with the same history. Ranker features keyed by a stored user compute
         their values from the session (`user`, `lm`, `category`, `numeric`, `sequence`) or
-        give NaN as for a user without history (`kg`, `demographic`; see docs/serving.md). See `session_query` for the arguments."""
+        give NaN as for a user without history (`kg`, `demographic`; see docs/serving.md).
+        See `session_query` for the arguments."""
         q = self.session_query(items, times=times, kinds=kinds, values=values, keep_kinds=keep_kinds)
         allowed = None
         if candidates is not None:
