@@ -8,6 +8,11 @@ wrapped with its version metadata). There is no second recommender here:
 - `recommend` maps the user id to the pipeline's user index and returns
   `RecPipeline.recommend(user, k)`: recall channels -> merge -> ranker -> re-rankers ->
   explanations, the same code and the same lists as offline.
+- `recommend_session` ranks a history given with the request (`RecPipeline.recommend_for_history`,
+  `lmrec.serving.sessions`): no stored user, nothing stored changes.
+- `start_experiment` serves two saved versions to hashed user buckets, each ranking logged with
+  its variant; `experiment_report` joins the log with later clicks and purchases
+  (`lmrec.serving.experiments`).
 - `ingest` commits events to the store, then folds them into the pipeline
   (`RecPipeline.update`): the user's history (what the channels read per request), the
   channels' and features' global state, the re-rankers' feedback. The next request sees them.
