@@ -20,7 +20,7 @@ CHANNELS = [{"name": "ease", "model": "ease", "params": {"lam": 10.0}, "quota": 
             {"name": "trans", "model": "transitions", "quota": 25},
             {"name": "popular", "model": "popular", "quota": 10, "min_history": 0, "weight": 0.0,
              "fallback_only": True}]
-USER_FEATURES = ["user", "lm", "category", "sequence"]
+USER_FEATURES = ["user", "lm", "category", "sequence", "kg"]
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_bad_sessions_name_the_argument(pipe: RecPipeline, kwargs: dict, match: 
 
 
 def test_session_features(ranked: RecPipeline) -> None:
-    """The user-keyed features `user`, `lm`, `category` and `sequence` are computed from the
+    """The user-keyed features `user`, `lm`, `category`, `sequence` and `kg` are computed from the
     session: equal to a stored user's with the same history and request time."""
     for u in (5, 17):
         items, times, values = ranked.history.events(u)
@@ -150,6 +150,8 @@ def test_session_features(ranked: RecPipeline) -> None:
                  or c in ("lm:profile_cos", "lm:recent_max_cos", "lm:last_cos")]
         assert len(keyed) == 11
         assert np.isfinite(want.X[:, keyed]).any(axis=0).all()  # the stored user has every column
+        kg = [j for j, c in enumerate(cols) if c in ("kg:mean", "kg:max")]
+        assert len(kg) == 2 and np.isfinite(got.X[:, kg]).all() and (got.X[:, kg] > 0).any()
         np.testing.assert_allclose(got.X, want.X, rtol=1e-5, atol=1e-6)
         # a session of other items: other values (the columns read the session, not a default)
         other = ranked.session_query(np.setdiff1d(np.arange(50), items)[:6])

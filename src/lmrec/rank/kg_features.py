@@ -12,7 +12,8 @@ Columns, against the user's `recent` latest items:
 - `kg:entity_lm_cos` (with `entity_text`): the same with the items' LM entity vectors (the
   weighted mean of their entities' text vectors, `KnowledgeGraph.entity_vectors`).
 NaN for users without history. The per-user state is the latest items, folded in event by
-event, so a request sees the history as of its last event; a new item joins the graph from
+event, so a request sees the history as of its last event (a session query, see
+`lmrec.types.SESSION_KEY`, brings its own); a new item joins the graph from
 its metadata at once (`add_items`).
 
 Example:
@@ -41,7 +42,7 @@ from lmrec.component import ComponentConfig
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.kg.graph import GraphConfig, KnowledgeGraph, relation_label
 from lmrec.rank.features import Feature, PairBatch
-from lmrec.types import Event, grow_rows
+from lmrec.types import Event, Query, grow_rows, session_items
 
 __all__ = ["KGFeatures"]
 
@@ -129,6 +130,16 @@ class KGFeatures(Feature):
             if self.ent is not None:
                 self.ent = self._entity_item_vectors(dataset)
 
+    def _history(self, query: Query) -> np.ndarray | None:
+        """The latest items the columns compare with: a session's own (the `recent` latest,
+        as `update` would keep them), else the stored user's; None without either."""
+        items = session_items(query)
+        if items is not None:
+            return np.asarray(items, np.int64)[-self.config.recent:]
+        if query.user is None or not 0 <= query.user < len(self.latest):
+            return None
+        return self.latest[query.user]
+
     @property
     def columns(self) -> list[str]:
         cols = ["kg:linked", "kg:mean", "kg:max", *[_col(r) for r in self._relations]]
@@ -153,9 +164,9 @@ class KGFeatures(Feature):
         out[:, 0] = linked
         for q, query in enumerate(batch.queries):
             a, b = batch.offsets[q], batch.offsets[q + 1]
-            if a == b or query.user is None or not 0 <= query.user < len(self.latest):
+            hist = self._history(query)
+            if a == b or hist is None:
                 continue
-            hist = self.latest[query.user]
             hist = np.unique(hist[(hist >= 0) & (hist < w.shape[0])])
             if not len(hist):
                 continue
