@@ -86,6 +86,7 @@ def test_user_rows_stay_with_their_client() -> None:
 
 
 def test_clipped_noisy_updates_report_epsilon() -> None:
+    pytest.importorskip("opacus", reason="the accountant needs opacus: pip install 'lmrec[privacy]'")
     ds = toy_dataset()
     model = FederatedTwoTower(**{**FED, "clip": 0.5, "noise_multiplier": 1.0, "dp_delta": 1e-3}).fit(ds.interactions, ds)
     fed = model.train_info["federated"]
