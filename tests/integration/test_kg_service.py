@@ -98,10 +98,17 @@ features = [{ name = "channels" }, { name = "kg" }]
 
 @pytest.mark.shared_data("ml-100k")
 def test_pipeline_command_shows_kg_paths(tmp_path: Path, shared_data_dir: Path) -> None:
+    from lmrec.cli.common import console
+
     conf = tmp_path / "kg.toml"
     conf.write_text(ML100K_KG)
-    res = runner.invoke(app, ["pipeline", "--dataset", "ml-100k", "--config", str(conf), "--user", "196",
-                              "--data-dir", str(shared_data_dir)], env={"COLUMNS": "400"})
+    width = console._width
+    console.width = 400  # one line per table row, whatever other tests set
+    try:
+        res = runner.invoke(app, ["pipeline", "--dataset", "ml-100k", "--config", str(conf), "--user", "196",
+                                  "--data-dir", str(shared_data_dir)])
+    finally:
+        console._width = width
     assert res.exit_code == 0, res.output
     assert re.search(r"same (category|decade|release date) \(", res.output), res.output
     res = runner.invoke(app, ["kg", "info", "--dataset", "ml-100k", "--data-dir", str(shared_data_dir)])
