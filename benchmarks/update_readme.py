@@ -59,7 +59,14 @@ SECTIONS = [
      "where the data set has them (lmrec.eval.fairness). The re-ranker rows apply `longtail` "
      "(lmrec.rerank.longtail) to the base model's top 100; ΔNDCG@10 is the paired-bootstrap difference to "
      "strength 0 (95% CI)."),
+    ("privacy", "Privacy: DP-SGD two-tower over epsilon, noisy popularity counts",
+     "ML-100k temporal leave-one-out. One user = one privacy unit (Poisson-sampled users, one clipped gradient "
+     "per user), delta 1e-5, achieved epsilon in each row; rows come from `--section dp --section counts` and "
+     "`--section dp_reference` (each row records its section). See docs/privacy.md."),
+    ("privacy_federated", "Privacy: simulated federated training against centralised",
+     "FedAvg of the two-tower over 20 user shards with pairwise masks; rounds to converge are in the JSON."),
     ("ingest", "Event ingest with durability on (SQLite WAL synchronous=FULL, PostgreSQL fsync)", ""),
+    ("stream_ingest", "Event streams: NATS JetStream and Redis Streams into the engine", ""),
     ("realtime", "Serving engine in process: latency and event-to-effect", ""),
     ("service", "HTTP service under load", ""),
 ]
