@@ -5,7 +5,7 @@ from __future__ import annotations
 from lmrec.recall.ease import EASE
 from lmrec.recall.implicit_mf import ALS, BPR
 from lmrec.recall.itemknn import ItemKNN
-from lmrec.recall.kg import KGChannel, KGEmbeddingChannel
+from lmrec.recall.kg import EASEKG, KGChannel, KGEmbeddingChannel
 from lmrec.recall.popular import MostPopular
 from lmrec.recall.transitions import ItemTransitionsChannel
 from lmrec.testing.conformance import RecommenderConformance
@@ -66,3 +66,7 @@ class TestKGUniform(RecommenderConformance):
 class TestKGEmbedding(RecommenderConformance):
     model_factory = staticmethod(lambda: KGEmbeddingChannel(max_df=0.5, method="distmult", dim=8, epochs=200,
                                                             lr=0.05, negatives=4))
+
+
+class TestEASEKG(RecommenderConformance):
+    model_factory = staticmethod(lambda: EASEKG(lam=10.0, alpha=2.0, max_df=0.5))

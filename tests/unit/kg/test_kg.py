@@ -216,3 +216,22 @@ def test_overlap_join_equals_sparse_products() -> None:
         assert np.allclose(sims, ref, atol=1e-6)
         assert np.allclose(shares, shared_counts_by_relation(g, cands, hist))
         assert shares.max() > 0
+
+
+def test_ease_kg_adds_the_graph_to_ease() -> None:
+    from lmrec.recall.ease import EASE
+    from lmrec.recall.kg import EASEKG
+
+    ds = shop()
+    plain = EASE(lam=20.0).fit(ds.interactions, ds)
+    same = EASEKG(lam=20.0, alpha=0.0).fit(ds.interactions, ds)
+    np.testing.assert_allclose(same.weights, plain.weights, rtol=1e-5, atol=1e-6)
+    kg = EASEKG(lam=20.0, alpha=5.0).fit(ds.interactions, ds)
+    # two items of one brand that no user bought together gain weight towards each other
+    x = ds.interactions.to_csr(ds.n_users, ds.n_items)
+    co = (x.T @ x).toarray()
+    pairs = [(i, j) for i in range(ds.n_items) for j in range(ds.n_items)
+             if i != j and i // 5 == j // 5 and co[i, j] == 0]
+    assert pairs
+    gain = np.mean([kg.weights[i, j] - plain.weights[i, j] for i, j in pairs])
+    assert gain > 0.01
