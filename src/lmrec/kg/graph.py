@@ -42,9 +42,10 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
+from lmrec.component import ComponentConfig
 from lmrec.data.dataset import Dataset, IdMap
 
-__all__ = ["GraphConfig", "KnowledgeGraph", "SEP", "relation_label"]
+__all__ = ["GraphConfig", "GraphOptions", "KnowledgeGraph", "SEP", "relation_label"]
 
 SEP = "\x1f"  # between a slot's relation and entity
 _PATH = re.compile(r"\s*>\s*")
@@ -64,6 +65,17 @@ class GraphConfig(BaseModel):
     sources: list[Literal["categories", "attributes", "triples"]] = ["categories", "attributes", "triples"]
     attributes: list[str] | Literal["auto"] = "auto"
     max_df: float = Field(0.3, gt=0, le=1)
+
+
+class GraphOptions(ComponentConfig):
+    """The graph options of every KG component's config (see `GraphConfig`)."""
+
+    sources: list[Literal["categories", "attributes", "triples"]] = ["categories", "attributes", "triples"]
+    attributes: list[str] | Literal["auto"] = "auto"
+    max_df: float = Field(0.3, gt=0, le=1)
+
+    def graph_config(self) -> GraphConfig:
+        return GraphConfig(sources=self.sources, attributes=self.attributes, max_df=self.max_df)
 
 
 def _norm(value: Any) -> str | None:
@@ -460,29 +472,6 @@ class KnowledgeGraph:
         g.entity_names = dict(zip((str(k) for k in state["kg_name_keys"]), (str(v) for v in state["kg_name_values"]),
                                   strict=True))
         return g
-
-
-def shared_counts_by_relation(g: KnowledgeGraph, candidates: np.ndarray, history: np.ndarray) -> np.ndarray:
-    """(len(candidates), n_relations): for each relation, the share of `history` items that
-    share at least one slot of that relation (with a positive weight) with the candidate.
-    One sparse product: history rows are split by relation, (item, relation) pairs."""
-    n_rel = len(g.relations)
-    out = np.zeros((len(candidates), n_rel), np.float32)
-    history = np.asarray(history, np.int64)
-    history = history[history < g.n_items]
-    candidates = np.asarray(candidates, np.int64)
-    ok = candidates < g.n_items
-    if not len(history) or not ok.any():
-        return out
-    live = g.live_slots()
-    h = live[history].tocoo()
-    split = sp.csr_matrix((np.ones(h.nnz, np.float32), (h.row * n_rel + g.slot_relation[h.col], h.col)),
-                          shape=(len(history) * n_rel, live.shape[1]))
-    shared = (live[candidates[ok]] @ split.T).tocoo()  # (candidate, history item x relation) counts
-    hit = np.zeros((int(ok.sum()), n_rel), np.float32)
-    np.add.at(hit, (shared.row, shared.col % n_rel), 1.0)
-    out[ok] = hit / len(history)
-    return out
 
 
 def _row_entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

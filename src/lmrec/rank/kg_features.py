@@ -38,25 +38,21 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from lmrec.component import ComponentConfig
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.kg.graph import GraphConfig, KnowledgeGraph, relation_label
+from lmrec.kg.graph import GraphOptions, KnowledgeGraph, relation_label
 from lmrec.rank.features import Feature, PairBatch
 from lmrec.types import Event, Query, grow_rows, session_items
 
 __all__ = ["KGFeatures"]
 
 
-class KGFeatureConfig(ComponentConfig):
+class KGFeatureConfig(GraphOptions):
     """sources / attributes / max_df: the graph (`lmrec.kg.graph.GraphConfig`); recent: how
     many of the user's latest events are compared; embedding: also train a KG embedding
     ("transe" / "distmult") and add `kg:emb_cos`; entity_text: add `kg:entity_lm_cos`, the
     cosine between the candidate's and the history's LM entity vectors (entities encoded by
     name where known, else the mean of their items' text vectors) with `encoder`."""
 
-    sources: list[Literal["categories", "attributes", "triples"]] = ["categories", "attributes", "triples"]
-    attributes: list[str] | Literal["auto"] = "auto"
-    max_df: float = Field(0.3, gt=0, le=1)
     recent: int = Field(100, ge=1)
     embedding: Literal["none", "transe", "distmult"] = "none"
     embedding_dim: int = Field(64, ge=2)
@@ -78,8 +74,7 @@ class KGFeatures(Feature):
 
     def _reset(self, dataset: Dataset) -> None:
         c = self.config
-        self.graph = KnowledgeGraph.from_dataset(dataset, GraphConfig(sources=c.sources, attributes=c.attributes,
-                                                                      max_df=c.max_df))
+        self.graph = KnowledgeGraph.from_dataset(dataset, c.graph_config())
         self.latest = np.full((dataset.n_users, c.recent), -1, np.int64)  # latest last, -1 = empty
         self.emb: np.ndarray | None = None
         if c.embedding != "none":

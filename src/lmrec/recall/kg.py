@@ -39,24 +39,21 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from lmrec.component import ComponentConfig
 from lmrec.data.dataset import Dataset, Interactions
-from lmrec.kg.graph import GraphConfig, KnowledgeGraph
+from lmrec.kg.graph import GraphOptions, KnowledgeGraph
 from lmrec.recall.base import Recommender
-from lmrec.recall.scores import DenseScores, SparseRowScores, UserScores, VectorCache, VectorScores
+from lmrec.recall.ease import EASE, EASEConfig, ease_weights, gram_matrix
+from lmrec.recall.scores import SparseRowScores, UserScores, VectorCache, VectorScores
 from lmrec.types import HistoryBatch
 
 __all__ = ["KGChannel", "KGEmbeddingChannel", "EASEKG"]
 
 
-class KGConfig(ComponentConfig):
+class KGConfig(GraphOptions):
     """sources / attributes / max_df: how the graph is built (`lmrec.kg.graph.GraphConfig`);
     relation_weights: "fit" (from behaviour) or "uniform"; recent: how many of the user's
     latest distinct items are walked from."""
 
-    sources: list[Literal["categories", "attributes", "triples"]] = ["categories", "attributes", "triples"]
-    attributes: list[str] | Literal["auto"] = "auto"
-    max_df: float = Field(0.3, gt=0, le=1)
     relation_weights: Literal["fit", "uniform"] = "fit"
     recent: int = Field(200, ge=1)
 
@@ -84,12 +81,8 @@ class KGChannel(Recommender):
     config: KGConfig
     history_based = True
 
-    def graph_config(self) -> GraphConfig:
-        c = self.config
-        return GraphConfig(sources=c.sources, attributes=c.attributes, max_df=c.max_df)
-
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
-        self.graph = KnowledgeGraph.from_dataset(dataset, self.graph_config())
+        self.graph = KnowledgeGraph.from_dataset(dataset, self.config.graph_config())
         self.relation_weights = (self.graph.fit_relation_weights(matrix)
                                  if self.config.relation_weights == "fit" else {})
         self.latest = _latest(train, self.n_users, self.config.recent)
@@ -121,7 +114,7 @@ class KGChannel(Recommender):
         return {**self.graph.state(), "latest": self.latest}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.graph = KnowledgeGraph.from_state(state, self.graph_config())
+        self.graph = KnowledgeGraph.from_state(state, self.config.graph_config())
         self.latest = np.asarray(state["latest"], np.int64)
 
 
@@ -151,8 +144,7 @@ class KGEmbeddingChannel(Recommender):
         from lmrec.kg.embed import KGEConfig, train_kge
 
         c = self.config
-        graph = KnowledgeGraph.from_dataset(dataset, GraphConfig(sources=c.sources, attributes=c.attributes,
-                                                                 max_df=c.max_df))
+        graph = KnowledgeGraph.from_dataset(dataset, c.graph_config())
         result = train_kge(graph, KGEConfig(method=c.method, dim=c.dim, epochs=c.epochs, lr=c.lr,
                                             negatives=c.negatives, seed=c.seed, threads=c.threads))
         self.item_vectors = result.item_vectors(normalised=True)
@@ -198,7 +190,7 @@ class KGEmbeddingChannel(Recommender):
         self._vectors = VectorCache()
 
 
-class EASEKGConfig(ComponentConfig):
+class EASEKGConfig(EASEConfig, GraphOptions):
     """lam: EASE's L2 penalty; alpha: weight of the graph's item-item co-membership added to
     the Gram matrix; weighting: "binary" (each shared entity counts 1) or "idf" (the graph's
     normalised, rarity-weighted rows); sources / attributes / max_df: the graph."""
@@ -206,47 +198,22 @@ class EASEKGConfig(ComponentConfig):
     lam: float = Field(1000.0, gt=0)
     alpha: float = Field(15.0, ge=0)
     weighting: Literal["binary", "idf"] = "binary"
-    sources: list[Literal["categories", "attributes", "triples"]] = ["categories", "attributes", "triples"]
-    attributes: list[str] | Literal["auto"] = "auto"
-    max_df: float = Field(0.3, gt=0, le=1)
 
 
-class EASEKG(Recommender):
-    """See the module docstring ("ease-kg"). Scores and online behaviour are EASE's: x_u B of
-    the request's items."""
+class EASEKG(EASE):
+    """See the module docstring ("ease-kg"). Only the fit differs from EASE: scores, online
+    behaviour and state are EASE's (x_u B of the request's items)."""
 
     name = "ease-kg"
     Config = EASEKGConfig
     config: EASEKGConfig
-    history_based = True
 
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
-        from lmrec.recall.ease import ease_weights, gram_matrix
-
         c = self.config
-        graph = KnowledgeGraph.from_dataset(dataset, GraphConfig(sources=c.sources, attributes=c.attributes,
-                                                                 max_df=c.max_df))
+        graph = KnowledgeGraph.from_dataset(dataset, c.graph_config())
         a = graph.live_slots() if c.weighting == "binary" else graph.weighted()
         gram = gram_matrix(matrix)
         if c.alpha > 0 and a.nnz:
-            n = gram.shape[0]
-            a = a[:n]
-            gram[:a.shape[0], :a.shape[0]] += c.alpha * (a @ a.T).toarray()
+            gram += c.alpha * (a @ a.T).toarray()
         gram[np.diag_indices_from(gram)] += c.lam
         self.weights = ease_weights(gram)
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix[users] @ self.weights)
-
-    def user_scores(self, batch: HistoryBatch) -> UserScores:
-        self._check_fitted()
-        scores = np.asarray(batch.to_csr(len(self.weights)) @ self.weights)
-        if scores.shape[1] < self.n_items:
-            scores = np.pad(scores, ((0, 0), (0, self.n_items - scores.shape[1])))
-        return DenseScores(scores)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights}
-
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.weights = state["weights"]

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 
 from lmrec.data.cleaning import DataError
@@ -199,9 +200,30 @@ def test_entity_and_relation_vectors_from_the_lm() -> None:
     assert g.relation_vectors(lambda t: normalize(enc.encode_items(t))).shape == (len(g.relations), items.shape[1])
 
 
-def test_overlap_join_equals_sparse_products() -> None:
-    from lmrec.kg.graph import shared_counts_by_relation
+def shared_counts_by_relation(g: KnowledgeGraph, candidates: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Reference for `KnowledgeGraph.overlap`: (len(candidates), n_relations): for each relation, the share of `history` items that
+    share at least one slot of that relation (with a positive weight) with the candidate.
+    One sparse product: history rows are split by relation, (item, relation) pairs."""
+    n_rel = len(g.relations)
+    out = np.zeros((len(candidates), n_rel), np.float32)
+    history = np.asarray(history, np.int64)
+    history = history[history < g.n_items]
+    candidates = np.asarray(candidates, np.int64)
+    ok = candidates < g.n_items
+    if not len(history) or not ok.any():
+        return out
+    live = g.live_slots()
+    h = live[history].tocoo()
+    split = sp.csr_matrix((np.ones(h.nnz, np.float32), (h.row * n_rel + g.slot_relation[h.col], h.col)),
+                          shape=(len(history) * n_rel, live.shape[1]))
+    shared = (live[candidates[ok]] @ split.T).tocoo()  # (candidate, history item x relation) counts
+    hit = np.zeros((int(ok.sum()), n_rel), np.float32)
+    np.add.at(hit, (shared.row, shared.col % n_rel), 1.0)
+    out[ok] = hit / len(history)
+    return out
 
+
+def test_overlap_join_equals_sparse_products() -> None:
     ds = shop(n_brands=5, per_brand=6)
     g = KnowledgeGraph.from_dataset(ds, GraphConfig(max_df=0.6))
     w = g.weighted()
