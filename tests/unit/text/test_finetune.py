@@ -79,7 +79,7 @@ def test_cli_refuses_untrainable_and_unknown_sets(tmp_path: Path) -> None:
 
     runner = CliRunner()
     res = runner.invoke(app, ["finetune-encoder", "--dataset", "qbqtc", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 1 and "inference" in res.output
+    assert res.exit_code == 1 and "English-only" in res.output and "--base e5-small-st" in res.output
     res = runner.invoke(app, ["finetune-encoder", "--dataset", "ml-100k", "--out", str(tmp_path / "x")])
     assert res.exit_code == 1 and "relevance set" in res.output
     res = runner.invoke(app, ["finetune-encoder", "--dataset", "homedepot", "--out", str(tmp_path / "x"),
