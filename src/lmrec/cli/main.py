@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from lmrec.cli import (data_cmd, eval_cmd, events_cmd, finetune_cmd, fit_cmd, kg_cmd, pipeline_cmd, ray_cmd,
-                       serve_cmd, service_cmd)
+from lmrec.cli import (cross_encoder_cmd, data_cmd, eval_cmd, events_cmd, finetune_cmd, fit_cmd, kg_cmd,
+                       pipeline_cmd, ray_cmd, serve_cmd, service_cmd)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="lmrec: search and recommendation with language models.")
@@ -24,6 +24,7 @@ app.command("search")(serve_cmd.search_command)
 app.command("recommend")(serve_cmd.recommend_command)
 app.command("pipeline")(pipeline_cmd.pipeline_command)
 app.command("finetune-encoder")(finetune_cmd.finetune_encoder_command)
+app.command("finetune-cross-encoder")(cross_encoder_cmd.finetune_cross_encoder_command)
 app.add_typer(ray_cmd.app, name="ray", help="Distributed batch jobs on Ray: embed, eval, train.")
 
 

@@ -134,6 +134,10 @@ def serve_command(
     events: Optional[str] = typer.Option(None, "--events", help="Also consume events from a stream: "
                                          "nats://127.0.0.1:4222/lmrec.events or redis://127.0.0.1:6379/0?stream=KEY "
                                          "(or LMREC_EVENTS_URL)."),
+    cross_encoder: Optional[Path] = typer.Option(None, "--cross-encoder", help="A trained cross-encoder folder "
+                                                 "(`lmrec finetune-cross-encoder`): /search re-ranks its top hits."),
+    rerank_top: Optional[int] = typer.Option(None, "--rerank-top", help="Search hits the cross-encoder re-scores "
+                                             "(default 20)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
     """Run the HTTP service (one uvicorn worker): the pipeline of --config over the store in --home.
@@ -142,7 +146,15 @@ def serve_command(
     since its fit) or fits one first; POST /admin/train (or `lmrec train`) fits a new version
     and swaps it in while requests are served."""
     _limit_thread_env(1)
-    cfg = build_config(home, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
+    extra: dict[str, Any] = {}
+    if cross_encoder is not None:
+        if not (cross_encoder / "config.json").is_file():
+            raise fail(f"--cross-encoder {cross_encoder}: not a cross-encoder folder (no config.json); train one "
+                       "with `lmrec finetune-cross-encoder`")
+        extra["cross_encoder"] = cross_encoder.expanduser().resolve()
+    if rerank_top is not None:
+        extra["rerank_top"] = rerank_top
+    cfg = build_config(home, extra, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
                        no_auth=no_auth, config=config, events_url=events)
     run_server(cfg, log_level)
 

@@ -152,6 +152,7 @@ class Engine:
         self._batch_busy = False
         self.index_source = ""  # "loaded" (saved index matched the catalog) or "built" at open
         self._experiment: RunningExperiment | None = None  # two versions served to user buckets
+        self.cross_encoder: Any = None  # the /search re-ranker (lmrec.text.cross_encoder), when configured
 
     # ==== lifecycle ===========================================================================
     @classmethod
@@ -169,6 +170,7 @@ class Engine:
             eng.store = open_store(cfg.resolved_store_url())
             eng.encoders = EngineEncoders(cfg.encoder, cfg.query_encoder, threads=cfg.encoder_threads,
                                           cache_dir=cfg.embedding_cache or cfg.home / "embeddings")
+            eng.cross_encoder = eng._open_cross_encoder()
             eng.catalog = eng._new_catalog()
             eng._load_catalog()
             eng._n_events = eng.store.count_events()
@@ -684,6 +686,38 @@ class Engine:
             return None
         return history_vector(self.catalog.vectors(slots), np.arange(len(slots)), half_life=self.config.half_life)
 
+    def _open_cross_encoder(self) -> Any:
+        """The configured cross-encoder re-ranker of /search (None when there is none)."""
+        cfg = self.config
+        if cfg.cross_encoder is None:
+            return None
+        from lmrec.text.cross_encoder import CrossEncoderModel
+
+        return CrossEncoderModel(cfg.cross_encoder, backend=cfg.cross_encoder_backend,
+                                 threads=cfg.encoder_threads or 1, batch_size=max(cfg.rerank_top, 1))
+
+    def _rerank(self, query: str, hits: list[dict[str, Any]]) -> None:
+        """Re-score the top `rerank_top` hits with the cross-encoder, in place: score = mix x the
+        min-max normalised fused score + (1 - mix) x the normalised cross-encoder logit; the rest
+        stay below in their order. Each re-scored hit keeps the logit as channel "cross_encoder"."""
+        from lmrec.recall.normalise import normalise
+
+        n = min(self.config.rerank_top, len(hits))
+        if n == 0:
+            return
+        head = hits[:n]
+        logits = np.asarray(self.cross_encoder(query, [self.catalog.text(h["slot"]) for h in head]), np.float64)
+        fused = np.array([h["score"] for h in head])
+        mix = self.config.rerank_mix
+        final = mix * normalise(fused) + (1 - mix) * normalise(logits) if mix > 0 else normalise(logits)
+        for h, f, logit in zip(head, final.tolist(), logits.tolist()):
+            h["first_stage_score"] = h["score"]
+            h["score"] = 1.0 + f  # above every hit that was not re-scored (fused RRF scores are < 1)
+            h["channel_scores"]["cross_encoder"] = logit
+            h["sources"] = tuple(h["sources"]) + ("cross_encoder",)
+        head.sort(key=lambda h: (-h["score"], h["slot"]))
+        hits[:n] = head
+
     def search(self, query: str, k: int = 10, *, user_id: str | None = None, explain: bool = False) -> Ranking:
         """Hybrid BM25 + dense search over the live catalog, optionally personalised."""
         if not isinstance(query, str) or not query.strip():
@@ -717,6 +751,9 @@ class Engine:
                     h["score"] += cfg.personal_weight * sim / (cfg.rrf_k + 1.0)
                 hits.sort(key=lambda h: (-h["score"], h["slot"]))
                 t.lap("personalise")
+            if self.cross_encoder is not None and hits:
+                self._rerank(query, hits)
+                t.lap("rerank")
             hits = hits[:k]
             items = [RankedItem(self.catalog.item_id(h["slot"]), round(h["score"], 6), h["sources"]) for h in hits]
             if explain:
@@ -783,6 +820,8 @@ class Engine:
                     "training": dict(self.training), "events_since_train": self._events_since_train,
                     "encoder": self.encoders.name, "query_encoder": self.encoders.queries.name,
                     "index": self.config.index, "index_source": self.index_source,
+                    "search_reranker": ({"model": self.cross_encoder.name, "top": self.config.rerank_top,
+                                         "mix": self.config.rerank_mix} if self.cross_encoder is not None else None),
                     "bm25_delta": self.catalog.keyword.delta_size,
                     "applied_seq": self._applied_seq, "ready": self.ready,
                     "experiment": self._experiment.experiment.to_json() if self._experiment else None}

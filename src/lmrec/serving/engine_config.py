@@ -63,6 +63,14 @@ class EngineConfig(BaseModel):
     recommend_batch: int = Field(16, ge=1, le=1024, description="concurrent /recommend calls computed as one "
                                                                 "pipeline batch at most (1: no coalescing)")
     search_depth: int = Field(100, ge=1, description="candidates asked from BM25 and dense search")
+    cross_encoder: Path | None = Field(None, description="folder of a trained cross-encoder (`lmrec "
+                                                         "finetune-cross-encoder`): /search re-ranks its top "
+                                                         "`rerank_top` hits with it. None: no re-ranking")
+    cross_encoder_backend: Literal["torch", "onnx", "int8"] = Field(
+        "int8", description="how the cross-encoder runs: int8 / onnx (ONNX Runtime) or torch")
+    rerank_top: int = Field(20, ge=1, le=200, description="search hits the cross-encoder re-scores")
+    rerank_mix: float = Field(0.25, ge=0, le=1, description="weight of the fused first-stage score (min-max "
+                                                            "normalised) in the re-ranked order; 0 = cross-encoder only")
     rrf_k: float = Field(60.0, gt=0, description="reciprocal rank fusion constant of search")
     personal_weight: float = Field(0.3, ge=0, description="search personalisation, in first-place RRF votes")
     half_life: float = Field(20.0, gt=0, description="recency weighting of the search profile, in events")

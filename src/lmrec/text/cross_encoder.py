@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lmrec.data.relevance import RelevanceSet
 
 __all__ = ["RelevanceGroup", "relevance_groups", "CrossEncoderConfig", "CrossEncoderResult", "train_cross_encoder",
-           "CrossEncoderModel", "export_cross_encoder_onnx", "group_ndcg", "MANIFEST"]
+           "CrossEncoderModel", "export_cross_encoder_onnx", "group_ndcg", "slice_layers", "score_groups", "MANIFEST"]
 
 log = logging.getLogger(__name__)
 
@@ -479,3 +479,35 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
 def copy_config(config: CrossEncoderConfig, **changes: Any) -> CrossEncoderConfig:
     """`config` with some fields changed (validated)."""
     return CrossEncoderConfig(**(copy.deepcopy(config.model_dump()) | changes))
+
+
+def slice_layers(folder: str | Path, keep: Sequence[int], out: str | Path) -> Path:
+    """A smaller cross-encoder made of some of `folder`'s transformer layers (structured pruning
+    by layer, e.g. keep=(0, 2, 4) of six): embeddings, the kept layers in order and the head are
+    copied; the result is a folder `train_cross_encoder` can start from ("st:<out>") to distil the
+    original into it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    src = Path(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(str(src))
+    base = getattr(model, model.base_model_prefix)
+    layers = base.encoder.layer
+    keep = [int(i) for i in keep]
+    if not keep or any(not 0 <= i < len(layers) for i in keep) or len(set(keep)) != len(keep):
+        raise ValueError(f"keep must name distinct layers in 0..{len(layers) - 1}, got {keep}")
+    import torch
+
+    base.encoder.layer = torch.nn.ModuleList([layers[i] for i in keep])
+    model.config.num_hidden_layers = len(keep)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(src)).save_pretrained(str(out))
+    meta = load_manifest(src)
+    (out / "lmrec_sliced.json").write_text(json.dumps({"source": str(src), "kept_layers": keep,
+                                                       "source_layers": len(layers),
+                                                       "max_length": meta.get("config", {}).get("max_length")},
+                                                      indent=2))
+    return out
