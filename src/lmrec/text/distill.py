@@ -1,0 +1,98 @@
+"""Distil a cross-encoder into a bi-encoder with Margin-MSE.
+
+The bi-encoder (a sentence-transformers folder: "minilm", "st:<folder>", e.g. one already
+fine-tuned with `lmrec.text.finetune`) learns to reproduce the cross-encoder's *margins*: for a
+(query, positive, negative) triple the teacher gives logit(q, p) - logit(q, n), and the student's
+`scale x (cos(q, p) - cos(q, n))` is pulled to it by mean squared error (Hofstätter et al.,
+"Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation").
+Only the margin is matched, so the student keeps its own score scale, and its cosine stays a
+retrieval score over the whole catalog (the teacher could never scan it).
+
+`margin_triples` builds the triples from `RelevanceGroup`s (the cross-encoder's training
+groups): each judged text against each hard negative of its query, scored by the teacher.
+
+Example:
+    >>> triples = [("cordless drill", "20V Cordless Drill Kit", "Garden Hose", 6.5)]
+    >>> distil_bi_encoder(triples, "/tmp/bi-distilled", FinetuneConfig(max_steps=1))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lmrec.text.cross_encoder import RelevanceGroup
+from lmrec.text.finetune import MANIFEST, FinetuneConfig, FinetuneResult, _require_training, _TimeBudget, base_model_path
+
+__all__ = ["margin_triples", "distil_bi_encoder"]
+
+
+def margin_triples(groups: Sequence[RelevanceGroup], teacher: Any, *, max_per_group: int = 8,
+                   seed: int = 0) -> list[tuple[str, str, str, float]]:
+    """(query, positive, negative, teacher margin) for texts with a higher label than another text
+    of the same group (at most `max_per_group` per group, seeded); `teacher(query, texts)` scores."""
+    rng = random.Random(seed)
+    out = []
+    for g in groups:
+        labels = np.asarray(g.labels)
+        pairs = [(i, j) for i in range(len(labels)) for j in range(len(labels)) if labels[i] > labels[j]]
+        if not pairs:
+            continue
+        pairs = rng.sample(pairs, min(max_per_group, len(pairs)))
+        scores = np.asarray(teacher(g.query, g.texts), np.float64)
+        out.extend((g.query, g.texts[i], g.texts[j], float(scores[i] - scores[j])) for i, j in pairs)
+    rng.shuffle(out)
+    return out
+
+
+def distil_bi_encoder(triples: Sequence[tuple[str, str, str, float]], out: str | Path,
+                      config: FinetuneConfig | None = None, *, scale: float = 20.0,
+                      info: dict[str, Any] | None = None) -> FinetuneResult:
+    """Train `config.base` on (query, positive, negative, teacher margin) triples with
+    MarginMSELoss over `scale` x cosine, and save it to `out` (a sentence-transformers folder plus
+    `lmrec_finetune.json`, loadable as encoder "st:<out>")."""
+    config = config or FinetuneConfig()
+    if not triples:
+        raise ValueError("triples: nothing to distil")
+    path = base_model_path(config.base)
+    _require_training()
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.sentence_transformer.losses import MarginMSELoss
+    from sentence_transformers.util import pairwise_cos_sim
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = SentenceTransformer(path, device="cpu")
+    model.max_seq_length = config.max_seq_length
+    data = Dataset.from_dict({"query": [t[0] for t in triples], "positive": [t[1] for t in triples],
+                              "negative": [t[2] for t in triples], "label": [float(t[3]) for t in triples]})
+    loss = MarginMSELoss(model, similarity_fct=lambda a, b: scale * pairwise_cos_sim(a, b))
+    with tempfile.TemporaryDirectory(prefix="lmrec-distil-") as scratch:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+            per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_steps=config.warmup,
+            seed=config.seed, data_seed=config.seed, save_strategy="no", eval_strategy="no", report_to="none",
+            use_cpu=True, optim="adamw_torch", logging_steps=50, disable_tqdm=True)
+        callbacks = [_TimeBudget(config.time_budget_s)] if config.time_budget_s else None
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=callbacks)
+        t0 = time.perf_counter()
+        output = trainer.train()
+        train_s = time.perf_counter() - t0
+    model.save(str(out))
+    result = FinetuneResult(path=out.resolve(), pairs=len(triples), steps=int(output.global_step),
+                            train_s=round(train_s, 2), train_loss=float(output.training_loss),
+                            config=config.model_dump(),
+                            info={"base_path": path, "loss": f"MarginMSE over {scale} x cosine", **(info or {})})
+    (out / MANIFEST).write_text(json.dumps(result.to_dict(), indent=2))
+    return result
