@@ -89,6 +89,12 @@ class Component:
     def add_items(self, items: np.ndarray, dataset: Dataset) -> None:  # noqa: B027
         """Items at indices `items` are new or changed in `dataset` (no-op by default)."""
 
+    def forget(self, events: Sequence[Event]) -> bool:
+        """Take erased events (one user's, `RecPipeline.forget_user`) back out of the global
+        online state; True when this component did (the default keeps no such state or cannot
+        un-count, and says so with False)."""
+        return False
+
 
 class UnknownComponentError(ValueError):
     """A name that is not registered; the message lists the known names."""

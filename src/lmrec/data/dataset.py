@@ -79,6 +79,17 @@ class IdMap:
             self._index[key] = idx
         return idx
 
+    def forget(self, id_: Any) -> int:
+        """Unmap `id_` (erasure): its index stays taken (arrays are indexed by it) but holds a
+        placeholder no valid id can equal, so `get(id_)` is -1 and a later `add(id_)` gives a
+        fresh index. Returns the index it had (-1 when unknown)."""
+        idx = self._index.pop(str(id_), -1)
+        if idx >= 0:
+            placeholder = f"\x00erased:{idx}"
+            self._ids[idx] = placeholder
+            self._index[placeholder] = idx
+        return idx
+
     def copy(self) -> IdMap:
         out = IdMap(sort=False)
         out._ids = list(self._ids)

@@ -428,6 +428,33 @@ class RecPipeline(Recommender):
             r.update(events)
         self.n_users = max(self.n_users, max(e.user for e in events) + 1)
 
+    def forget_user(self, user: int) -> dict[str, Any]:
+        """Erase user index `user` from the served state: their events leave the shared history
+        (so every history-based channel, filter and explanation sees an empty user) and the
+        pipeline's copy of the training events and user attributes, and every stage is asked to
+        take the events back out of its global state (`Component.forget`). Returns the number of
+        events erased and which stages un-counted them (`recounted`) or kept them until the next
+        fit (`kept`). The user id itself is unmapped by the caller (`IdMap.forget`)."""
+        self._check_ready()
+        items, ts, vals = self.history.events(user)
+        events = [Event(int(user), int(i), int(t), EventKind.VIEW, float(v))
+                  for i, t, v in zip(items.tolist(), ts.tolist(), vals.tolist())]
+        recounted, kept = [], []
+        stages = [(f"channel:{name}", ch.model) for name, ch in self.recall.channels.items()]
+        stages += [(f"feature:{f.name}", f) for f in self.features.features]
+        stages += [(f"rerank:{r.name}", r) for r in self.rerankers]
+        for name, stage in stages:
+            (recounted if stage.forget(events) else kept).append(name)
+        n = self.history.forget(int(user))
+        ds = self.dataset
+        inter = ds.interactions
+        if len(inter) and bool((inter.user == user).any()):
+            ds.interactions = inter.select(inter.user != user)
+        for values in ds.user_attributes.values():
+            if 0 <= user < len(values):
+                values[user] = None
+        return {"events": n, "recounted": recounted, "kept": kept}
+
     def upsert_items(self, ids: Sequence[str], rows: Sequence[dict[str, Any]]) -> np.ndarray:
         """Add items to the catalog (or change them): `rows[j]` holds item `ids[j]`'s fields
         (title, categories, text fields by name, attributes by name, created_at, available).

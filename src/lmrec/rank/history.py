@@ -72,6 +72,20 @@ class UserHistory:
         if self._n_extra > max(100_000, len(self._items)):
             self.compact()
 
+    def forget(self, u: int) -> int:
+        """Erase user u's events (their row stays, empty); returns how many there were."""
+        if u < 0 or u >= self.n_users:
+            return 0
+        n = self.n_events(u)
+        a, b = int(self._indptr[u]), int(self._indptr[u + 1])
+        if b > a:
+            keep = np.r_[0:a, b:len(self._items)]
+            self._items, self._ts, self._val = self._items[keep], self._ts[keep], self._val[keep]
+            self._indptr = np.r_[self._indptr[:u + 1], self._indptr[u + 1:] - (b - a)]
+        self._n_extra -= len(self._extra.pop(u, ()))
+        self._merged.pop(u, None)
+        return n
+
     def compact(self) -> None:
         """Merge the events that arrived since `fit` into the flat arrays (reads get cheaper;
         the histories do not change)."""

@@ -138,6 +138,28 @@ class MostPopular(Recommender):
         self.n_items = max(self.n_items, len(self.counts))
         self._cache = None
 
+    def forget(self, events: Sequence[Event]) -> bool:
+        """Un-count erased events: each takes back the weight it added (2^((t - t0) / H) at
+        the current reference time, so the decay they had since is accounted for); counts
+        never go below zero. The noisy DP release is not changed (False)."""
+        if self.config.dp_epsilon is not None:
+            return False
+        self._check_fitted()
+        if not events:
+            return True
+        items = np.fromiter((e.item for e in events), np.int64, len(events))
+        keep = items < len(self.counts)
+        h = self._half_life_s()
+        if h > 0:
+            t = self._times(np.fromiter((e.timestamp for e in events), np.float64, len(events)))
+            w = np.exp2((t - self.t0) / h)
+        else:
+            w = np.ones(len(events))
+        np.subtract.at(self.counts, items[keep], w[keep])
+        np.maximum(self.counts, 0.0, out=self.counts)
+        self._cache = None
+        return True
+
     def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
         super().add_items(items, dataset)
         self.counts = grow_rows(self.counts, self.n_items, 0.0)

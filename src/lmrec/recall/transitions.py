@@ -179,6 +179,14 @@ class ItemTransitionsChannel(Recommender):
             self.latest[e.user, width - 1] = e.item
         self.n_items = max(self.n_items, len(self.out))
 
+    def forget(self, events: Sequence[Event]) -> bool:
+        """Clear the erased users' latest-items rows; the transition counts their sequences
+        added stay until the next fit (False: not un-counted)."""
+        for u in {int(e.user) for e in events}:
+            if 0 <= u < len(self.latest):
+                self.latest[u] = -1
+        return False
+
     def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
         super().add_items(items, dataset)
         self.out = grow_rows(self.out, self.n_items, 0.0)

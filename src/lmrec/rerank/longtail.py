@@ -95,6 +95,16 @@ class LongTailReranker(Reranker):
                 self.popularity[i] += 1
         self._head = None
 
+    def forget(self, events: Sequence[Event]) -> bool:
+        """An erased user no longer counts for the items they had (one each, as in `update`)."""
+        if self.ctx is None:
+            return False
+        for i in {int(e.item) for e in events}:
+            if i < len(self.popularity) and self.popularity[i] > 0:
+                self.popularity[i] -= 1
+        self._head = None
+        return True
+
     def add_items(self, items: np.ndarray, dataset) -> None:  # type: ignore[no-untyped-def]
         if len(self.popularity) < dataset.n_items:
             self.popularity = np.r_[self.popularity, np.zeros(dataset.n_items - len(self.popularity), np.int64)]

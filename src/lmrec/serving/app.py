@@ -446,6 +446,21 @@ def _write_routes(app: FastAPI, st: _State) -> None:
         return s.UserOut(user_id=record.user_id, attributes=record.attributes, updated_at=record.updated_at)
 
 
+    @app.delete("/users/{user_id}", response_model=s.UserDeletedOut, tags=["users"], dependencies=[Admin],
+                responses={**_ERRORS, 404: {"model": s.ErrorOut}})
+    def delete_user(user_id: UserId, engine: Engine) -> s.UserDeletedOut:
+        """Erase a user (right to erasure): their events, attributes and logged rankings leave
+        the store, and the served version forgets them at once (the next /recommend for them is
+        a new user's). A later training never sees them. 404 for a user the service does not
+        know. See docs/privacy.md for what is recomputed before the next training."""
+        out = engine.delete_user(user_id)
+        if out is None:
+            raise ApiError(404, "not_found", f"user {user_id!r} has no events, attributes or rankings")
+        log.info("user erased: %d events, %d records, %d rankings", out["store"].get("events", 0),
+                 out["store"].get("record", 0), out["store"].get("rankings", 0))
+        return s.UserDeletedOut(**out)
+
+
 def _read_routes(app: FastAPI, st: _State) -> None:
     # The ranking routes are the hot path: they are async, run the engine in the thread pool
     # themselves and answer with JSON serialised once by pydantic-core. (A sync route would also

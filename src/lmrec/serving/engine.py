@@ -67,6 +67,7 @@ import numpy as np
 from lmrec.serving import explain as _explain
 from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved
 from lmrec.serving.encoders import EngineEncoders
+from lmrec.serving.erasure import ErasureLog, forget_user
 from lmrec.serving.engine_config import DEFAULT_PIPELINE, EngineConfig
 from lmrec.serving.experiments import Experiment, RunningExperiment, load_experiment, save_experiment
 from lmrec.serving.experiments import report as experiment_report
@@ -153,6 +154,7 @@ class Engine:
         self.index_source = ""  # "loaded" (saved index matched the catalog) or "built" at open
         self._experiment: RunningExperiment | None = None  # two versions served to user buckets
         self.cross_encoder: Any = None  # the /search re-ranker (lmrec.text.cross_encoder), when configured
+        self.erasures = ErasureLog(config.home)  # users erased since the saved versions were fitted
 
     # ==== lifecycle ===========================================================================
     @classmethod
@@ -390,6 +392,30 @@ class Engine:
                         version.pipeline.upsert_items([item_id], [{"available": False}])
         return existed or slot is not None
 
+    def delete_user(self, user_id: str) -> dict[str, Any] | None:
+        """Erase a user (`lmrec.serving.erasure`): their events, attribute record and logged
+        rankings leave the store, and the served version(s) forget them in memory, so the next
+        request for them is a new user's and stages that can un-count their events (decayed
+        popularity, the long-tail re-ranker's counts) do. Returns what was removed (None: the
+        user is unknown to the store and the served versions)."""
+        _check_id(user_id, "user_id")
+        self.flush_rankings(timeout=10.0)   # rankings still queued for the log are erased too
+        with self._write:
+            removed = self.store.delete_user(user_id)
+            live = self._live
+            memory = None
+            with self._lock.write():
+                for version in ([live] if live is not None else []) + self._variant_versions():
+                    out = forget_user(version, user_id)
+                    if version is live:
+                        memory = out
+                self._n_events = max(0, self._n_events - removed.get("events", 0))
+            if not any(removed.values()) and memory is None:
+                return None
+            self.erasures.add(user_id, max(self._applied_seq, self.store.last_seq()))
+        return {"user_id": user_id, "store": removed,
+                "served": memory if memory is not None else {"events": 0, "recounted": [], "kept": []}}
+
     def upsert_user(self, user: UserRecord) -> None:
         check_user(user)
         with self._write:
@@ -476,6 +502,7 @@ class Engine:
         with self._write:
             pipe = version.pipeline
             sync_items(pipe, self.catalog)
+            self.erasures.apply(version)   # users erased after its fit stay erased
             new = [e for e in self.store.events(after_seq=version.last_seq)]
             fold_events(version, new, self.config.train_kinds, self.catalog)
             with self._lock.write():
@@ -624,6 +651,7 @@ class Engine:
             except FileNotFoundError as e:
                 raise FileNotFoundError(f"{variant.lower()}: {e}") from None
             sync_items(v.pipeline, self.catalog)
+            self.erasures.apply(v)
             fold_events(v, list(self.store.events(after_seq=v.last_seq)), self.config.train_kinds, self.catalog)
             versions[variant] = v
         return RunningExperiment(exp, versions)

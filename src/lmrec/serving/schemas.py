@@ -304,6 +304,18 @@ class UserOut(BaseModel):
     updated_at: float
 
 
+class UserDeletedOut(BaseModel):
+    """What DELETE /users/{user_id} removed."""
+
+    user_id: str
+    store: dict[str, int] = Field(description="rows deleted from the record store: events, record (attributes), "
+                                              "rankings (logged rankings served to the user)")
+    served: dict[str, Any] = Field(description="the served version in memory: events erased from the user's "
+                                               "history, stages whose global counts no longer include them "
+                                               "(recounted) and stages that keep them until the next training "
+                                               "(kept)")
+
+
 # ---- listings -----------------------------------------------------------------------------------
 MAX_PAGE = 1000
 #: item fields a client may ask inline (`?fields=title,categories`) in rankings and histories
