@@ -1,4 +1,4 @@
-"""`lmrec data info | validate | clean | download`."""
+"""`lmrec data info | validate | clean | download | export`."""
 
 from __future__ import annotations
 
@@ -159,3 +159,8 @@ def download(
     except (DownloadError, ValueError) as e:
         raise fail(str(e)) from None
     console.print(f"[green]downloaded[/] {name} to {path}")
+
+
+from lmrec.cli.export_cmd import export_command  # noqa: E402 - registered here, defined with its helpers
+
+app.command("export")(export_command)
