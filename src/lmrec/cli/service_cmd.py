@@ -138,6 +138,10 @@ def serve_command(
                                                  "(`lmrec finetune-cross-encoder`): /search re-ranks its top hits."),
     rerank_top: Optional[int] = typer.Option(None, "--rerank-top", help="Search hits the cross-encoder re-scores "
                                              "(default 20)."),
+    ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this PEM "
+                                                "certificate (or LMREC_SSL_CERTFILE)."),
+    ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="The certificate's PEM private key "
+                                               "(or LMREC_SSL_KEYFILE; default: in the certificate file)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
 ) -> None:
     """Run the HTTP service (one uvicorn worker): the pipeline of --config over the store in --home.
@@ -155,7 +159,8 @@ def serve_command(
     if rerank_top is not None:
         extra["rerank_top"] = rerank_top
     cfg = build_config(home, extra, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
-                       no_auth=no_auth, config=config, events_url=events)
+                       no_auth=no_auth, config=config, events_url=events, ssl_certfile=ssl_certfile,
+                       ssl_keyfile=ssl_keyfile)
     run_server(cfg, log_level)
 
 
@@ -176,7 +181,7 @@ def build_config(home: Optional[Path], engine_extra: dict[str, Any] | None = Non
     service = {k: options[k] for k in ("host", "port") if options.get(k) is not None}
     if options.get("no_auth"):
         service["auth_enabled"] = False
-    for name in ("rate_limit_rps", "rate_limit_burst", "events_url"):
+    for name in ("rate_limit_rps", "rate_limit_burst", "events_url", "ssl_certfile", "ssl_keyfile"):
         if options.get(name) is not None:
             service[name] = options[name]
     try:
@@ -277,6 +282,7 @@ def run_server(config: Any, log_level: str = "info") -> None:
     from lmrec.serving.app import create_app
 
     check_port(config.host, config.port)
+    tls = check_tls(config)
     open_store_or_fail(config.store_url()).close()
     configure_logging(log_level)
     if not config.auth_enabled:
@@ -289,7 +295,7 @@ def run_server(config: Any, log_level: str = "info") -> None:
     # side that closes a pooled connection just as a client reuses it.
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, workers=1, access_log=False,
                                            log_config=None, log_level=log_level.lower(), timeout_keep_alive=65,
-                                           timeout_graceful_shutdown=10))
+                                           timeout_graceful_shutdown=10, **tls))
     failed: list[str] = []
 
     def watch_open() -> None:
@@ -312,6 +318,23 @@ def run_server(config: Any, log_level: str = "info") -> None:
         raise fail(f"the engine failed to open: {failed[0]}")
     if not server.started and not failed:
         raise fail(f"the server did not start on {config.host}:{config.port} (see the log above)")
+
+
+def check_tls(config: Any) -> dict[str, str]:
+    """uvicorn's TLS arguments of the settings ({} without a certificate), after loading the
+    certificate and key once: a file that is not PEM, or a key that does not match, is a
+    one-line error here rather than a traceback from the server."""
+    import ssl
+
+    if config.ssl_certfile is None:
+        return {}
+    cert, key = str(config.ssl_certfile), str(config.ssl_keyfile) if config.ssl_keyfile else None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        raise fail(f"--ssl-certfile {cert}{f' / --ssl-keyfile {key}' if key else ''}: cannot load the certificate "
+                   f"and key ({getattr(e, 'reason', None) or e})") from None
+    return {"ssl_certfile": cert, **({"ssl_keyfile": key} if key else {})}
 
 
 def check_port(host: str, port: int) -> None:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -38,6 +39,20 @@ class ServiceConfig(Settings):
                               "may be added later; it is counted in the answer's `unknown_items`), 'reject' refuses "
                               "it like any invalid event (field 'item_id', also counted)")
 
+    ssl_certfile: Path | None = Field(None, description="serve HTTPS with this PEM certificate (chain); the key "
+                                                        "too when ssl_keyfile is not set")
+    ssl_keyfile: Path | None = Field(None, description="the PEM private key of ssl_certfile (unencrypted)")
+
+    @field_validator("ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable_file(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        v = v.expanduser()
+        if not v.is_file():
+            raise ValueError(f"{v}: no such file")
+        return v.resolve()
+
     @field_validator("events_url")
     @classmethod
     def _events_url(cls, v: str | None) -> str | None:
@@ -51,6 +66,12 @@ class ServiceConfig(Settings):
         except ImportError:
             raise ValueError(f"{kind} streams need pip install 'lmrec[stream]'") from None
         return v
+
+    @model_validator(mode="after")
+    def _key_needs_a_cert(self) -> ServiceConfig:
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile: set ssl_certfile too (the certificate the key belongs to)")
+        return self
 
     @model_validator(mode="after")
     def _publish_needs_a_stream(self) -> ServiceConfig:
