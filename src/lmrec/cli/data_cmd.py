@@ -43,7 +43,7 @@ def info(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
 ) -> None:
     """Describe a registered data set (counts, time range, event kinds, given split)."""
-    from lmrec.data.loaders import DATASETS, dataset_folder, load_dataset, load_relevance
+    from lmrec.data.loaders import DATASETS, dataset_folder, load_dataset, load_faq, load_relevance
 
     if name is None:
         t = Table(title="registered data sets")
@@ -57,7 +57,8 @@ def info(
     if name not in DATASETS:
         raise fail(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     try:
-        obj = load_relevance(name, data_dir) if DATASETS[name].kind == "relevance" else load_dataset(name, data_dir)
+        kind = DATASETS[name].kind
+        obj = (load_relevance if kind == "relevance" else load_faq if kind == "faq" else load_dataset)(name, data_dir)
     except (FileNotFoundError, ValueError) as e:
         raise fail(str(e)) from None
     summary = obj.summary()

@@ -17,7 +17,7 @@ RETRIEVERS = ("bm25", "dense", "hybrid")
 def _catalog(dataset: str, data_dir: Optional[Path]) -> tuple[list[str], list[str]]:
     """(item ids, item texts) of a registered data set: interaction sets use their item text
     template, relevance sets (homedepot, qbqtc) their product / page titles."""
-    from lmrec.data.loaders import DATASETS, load_dataset, load_relevance
+    from lmrec.data.loaders import DATASETS, load_dataset, load_faq, load_relevance
 
     if dataset not in DATASETS:
         raise fail(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
@@ -25,6 +25,9 @@ def _catalog(dataset: str, data_dir: Optional[Path]) -> tuple[list[str], list[st
         if DATASETS[dataset].kind == "relevance":
             rel = load_relevance(dataset, data_dir)
             return list(rel.items.ids), list(rel.item_text)
+        if DATASETS[dataset].kind == "faq":   # the stored questions (ids: row numbers)
+            faq = load_faq(dataset, data_dir)
+            return [str(i) for i in range(len(faq))], list(faq.questions)
         from lmrec.text.templates import item_texts
 
         ds = load_dataset(dataset, data_dir)

@@ -1,5 +1,6 @@
 """Data set registry: `load_dataset(name)` for interaction data sets, `load_relevance(name)` for
-query-item relevance sets, and generic loaders for any events / item file."""
+query-item relevance sets, `load_faq(name)` for FAQ question sets, and generic loaders for any
+events / item file."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Callable, Literal
 from lmrec.data.dataset import Dataset
 from lmrec.data.loaders.amazon import load_amazon_scientific
 from lmrec.data.loaders.base import missing_folder_error
+from lmrec.data.loaders.faq import FaqSet, load_bitext_faq
 from lmrec.data.loaders.generic import (
     ColumnMapping, ItemCatalog, ItemMapping, events_to_dataset, load_events_file, load_items_file,
 )
@@ -24,8 +26,8 @@ class DatasetSpec:
 
     name: str
     folder: str
-    kind: Literal["interactions", "relevance"]
-    loader: Callable[[Path], Dataset | RelevanceSet]
+    kind: Literal["interactions", "relevance", "faq"]
+    loader: Callable[[Path], Dataset | RelevanceSet | FaqSet]
     description: str
     downloadable: bool = False
 
@@ -43,9 +45,12 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
                 "Home Depot search relevance: 74,067 judgments, 11,795 queries, grades 1-3"),
     DatasetSpec("qbqtc", "qbqtc-zh-search-relevance", "relevance", load_qbqtc,
                 "QBQTC Chinese query-title relevance: 25,000 pairs, grades 0-2"),
+    DatasetSpec("bitext-faq", "bitext-customer-support", "faq", load_bitext_faq,
+                "Bitext customer-support FAQ: 4,514 questions, 27 intents, 11 categories, answers"),
 )}
 INTERACTION_DATASETS = tuple(n for n, s in DATASETS.items() if s.kind == "interactions")
 RELEVANCE_SETS = tuple(n for n, s in DATASETS.items() if s.kind == "relevance")
+FAQ_SETS = tuple(n for n, s in DATASETS.items() if s.kind == "faq")
 
 
 def _spec(name: str) -> DatasetSpec:
@@ -76,8 +81,9 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
     (default: `lmrec.settings.data_dir()`)."""
     spec, folder = _locate(name, data_dir)
     if spec.kind != "interactions":
-        raise ValueError(f"{name!r} is a query-item relevance set, not an interaction data set; "
-                         f"use load_relevance({name!r})")
+        loader = "load_faq" if spec.kind == "faq" else "load_relevance"
+        raise ValueError(f"{name!r} is a {'FAQ question' if spec.kind == 'faq' else 'query-item relevance'} set, "
+                         f"not an interaction data set; use {loader}({name!r})")
     out = spec.loader(folder)
     assert isinstance(out, Dataset)
     return out
@@ -87,14 +93,25 @@ def load_relevance(name: str, data_dir: Path | None = None) -> RelevanceSet:
     """Load a registered relevance set (see RELEVANCE_SETS) from `data_dir`."""
     spec, folder = _locate(name, data_dir)
     if spec.kind != "relevance":
-        raise ValueError(f"{name!r} is an interaction data set; use load_dataset({name!r})")
+        raise ValueError(f"{name!r} is not a relevance set; use "
+                         f"{'load_faq' if spec.kind == 'faq' else 'load_dataset'}({name!r})")
     out = spec.loader(folder)
     assert isinstance(out, RelevanceSet)
     return out
 
 
+def load_faq(name: str, data_dir: Path | None = None) -> FaqSet:
+    """Load a registered FAQ question set (see FAQ_SETS) from `data_dir`."""
+    spec, folder = _locate(name, data_dir)
+    if spec.kind != "faq":
+        raise ValueError(f"{name!r} is not an FAQ question set; known: {', '.join(FAQ_SETS)}")
+    out = spec.loader(folder)
+    assert isinstance(out, FaqSet)
+    return out
+
+
 __all__ = [
-    "DATASETS", "INTERACTION_DATASETS", "RELEVANCE_SETS", "DatasetSpec", "ColumnMapping", "ItemMapping",
+    "DATASETS", "FAQ_SETS", "INTERACTION_DATASETS", "RELEVANCE_SETS", "DatasetSpec", "FaqSet", "ColumnMapping", "ItemMapping",
     "ItemCatalog", "RelevanceSet", "dataset_folder", "events_to_dataset", "load_dataset",
-    "load_events_file", "load_items_file", "load_relevance",
+    "load_events_file", "load_faq", "load_items_file", "load_relevance",
 ]
