@@ -90,6 +90,45 @@ def _error_response(status: int, error: str, detail: str, headers: dict[str, str
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
+class _JsonTooLarge:
+    """Starlette's body limit answers a body refused from its Content-Length with a text/plain
+    413, written outside the app's handlers and middleware; this ASGI wrapper around the whole
+    stack rewrites that answer as the JSON error body every other error has."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        swapped = False
+
+        async def send_json(message: Any) -> None:
+            nonlocal swapped
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                ctype = dict(message.get("headers", [])).get(b"content-type", b"")
+                if ctype.startswith(b"text/plain"):
+                    swapped = True
+                    headers = [(k, v) for k, v in message.get("headers", [])
+                               if k not in (b"content-type", b"content-length")]
+                    headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
+                    await send({**message, "headers": headers})
+                    return
+            if swapped and message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": self.body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_json)
+
+    @property
+    def body(self) -> bytes:
+        # the error code the framework's streamed-body 413 gets from `_http_error`
+        return json.dumps({"error": HTTPStatus(413).phrase.lower().replace(" ", "_"),
+                           "detail": f"the request body is larger than {self.limit} bytes (max_body_bytes)"}).encode()
+
+
 # ---- dependencies -----------------------------------------------------------------------------------
 def _state(request: Request) -> _State:
     return request.app.state.service
@@ -281,6 +320,9 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
                               "(`lmrec keys create`) as `Authorization: Bearer <key>` or `X-API-Key: <key>`.")
     app.state.service = st
     app.add_middleware(ObserveRequests, metrics=st.metrics, masker=st.masker)
+    # the body limit sits outside the user middleware: the JSON rewrite wraps the whole stack
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: _JsonTooLarge(build_stack(), config.max_body_bytes)  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -688,7 +730,8 @@ def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> 
         dropped = {i for i, _ in unknown}
         good = [(i, r) for i, r in good if i not in dropped]
     fields = [_metric_field(b.field) for b in bad]
-    if bad and (all_or_nothing or strict_body or not is_batch):
+    # a batch with no valid event is refused as a whole too: 200 "accepted: 0" reads as success
+    if bad and (all_or_nothing or strict_body or not is_batch or not good):
         st.metrics.observe_events([], fields)
         head = ["body", "events"] if is_batch else ["body"]
         detail = [{"type": "value_error", "loc": [*head, *((b.index,) if is_batch else ()), *b.field.split(".")],

@@ -93,7 +93,8 @@ def test_body_size_limit_is_413(tmp_path: Path) -> None:
     with running_api(tmp_path, f"sqlite:///{tmp_path}/db.sqlite", max_body_bytes=2048) as a:
         big = {"title": "x" * 4000}
         r = a.client.put("/items/big", json=big, headers=a.write)
-        assert r.status_code == 413 and "Too Large" in r.text       # refused from Content-Length
+        assert r.status_code == 413 and r.json()["error"] == "request_entity_too_large"   # refused from Content-Length
+        assert r.headers["content-type"] == "application/json" and "2048 bytes" in r.json()["detail"]
 
         def chunks():  # no Content-Length: the limit applies while the body streams in
             for _ in range(5):
