@@ -15,6 +15,7 @@ Run it with `lmrec serve --home DIR`, or embed it:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -443,14 +444,24 @@ def _write_routes(app: FastAPI, st: _State) -> None:
               responses={**_BODY_ERRORS, 422: {"description": "invalid events"}})
     async def post_events(request: Request, engine: Engine,
                           all_or_nothing: Annotated[bool, Query(description="reject the whole batch when any "
-                                                                "event is invalid (422)")] = False) -> Any:
+                                                                "event is invalid (422)")] = False,
+                          idempotency_key: Annotated[str | None, Header(
+                              alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+                              description="send the same key with a retried batch: its events are stored once "
+                                          "(the retry answers them in `replayed`); scoped to the API key")] = None
+                          ) -> Any:
         """Record one event or a batch (a list, or `{"events": [...], "all_or_nothing": bool}`).
 
         By default the valid events of a batch are stored and each invalid one is listed in
         `rejected` with its index, field and reason; with `all_or_nothing` any invalid event
-        rejects the batch with 422. A single event is always all or nothing."""
+        rejects the batch with 422. A single event is always all or nothing, and so is a batch
+        with no valid event."""
+        idem = None
+        if idempotency_key is not None:
+            principal = getattr(request.state, "principal", ANONYMOUS)
+            idem = hashlib.sha256(f"{principal.key_id}\x00{idempotency_key}".encode()).hexdigest()[:32]
         # parsing and validating a large batch is CPU work: done in the thread pool with the ingest
-        return await run_in_threadpool(_ingest_body, st, engine, await request.body(), all_or_nothing)
+        return await run_in_threadpool(_ingest_body, st, engine, await request.body(), all_or_nothing, idem)
 
     @app.put("/items/{item_id}", response_model=s.ItemOut, tags=["items"], dependencies=[Write],
              responses=_BODY_ERRORS)
@@ -714,8 +725,10 @@ def _admin_routes(app: FastAPI, st: _State) -> None:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> Any:
-    """POST /events: parse, validate event by event, commit the good events (or none)."""
+def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool, idem: str | None = None) -> Any:
+    """POST /events: parse, validate event by event, commit the good events (or none). With
+    `idem` (the digest of the caller's key id and Idempotency-Key) event j of the batch is
+    committed once under the id "idem:<idem>:<j>": a retry of the batch stores nothing again."""
     try:
         raw, is_batch, strict_body = s.unpack_events_body(_parse_json(body), st.config.max_batch)
     except s.BodyError as e:
@@ -741,9 +754,16 @@ def _ingest_body(st: _State, engine: Any, body: bytes, all_or_nothing: bool) -> 
     records = [r for _, r in good]
     if records and getattr(st, "publisher", None) is not None:
         return _publish_events(st, records, bad, fields, len(unknown))
-    seqs = engine.ingest(records) if records else []
-    st.metrics.observe_events([r.kind for r in records], fields)
-    return s.EventsResponse(accepted=len(seqs), seqs=list(seqs), rejected=bad, unknown_items=len(unknown))
+    if not records:
+        done = []
+    elif idem is not None:
+        done = engine.ingest(records, event_ids=[f"idem:{idem}:{i}" for i, _ in good])
+    else:
+        done = engine.ingest(records)
+    kept = [(r, q) for r, q in zip(records, done) if q is not None]
+    st.metrics.observe_events([r.kind for r, _ in kept], fields)
+    return s.EventsResponse(accepted=len(kept), seqs=[q for _, q in kept], rejected=bad, unknown_items=len(unknown),
+                            replayed=len(done) - len(kept))
 
 
 def _publish_events(st: _State, records: list[Any], bad: list[Any], fields: list[str], unknown: int) -> Any:

@@ -155,6 +155,8 @@ class EventsResponse(BaseModel):
     unknown_items: int = Field(0, description="events of this request whose item_id is not in the catalog: stored "
                                               "(setting unknown_item_events = \"accept\", the default) or listed "
                                               "in `rejected` with field 'item_id' (\"reject\")")
+    replayed: int = Field(0, description="events of this batch already stored by an earlier request with the same "
+                                         "Idempotency-Key (not stored again; not in `accepted`)")
 
 
 def events_body_schema(max_batch: int) -> dict[str, Any]:

@@ -39,3 +39,27 @@ def test_too_large_is_json_from_content_length_and_from_the_stream(tmp_path: Pat
         r = a.client.post("/events", content=chunks(), headers={**a.write, "Content-Type": "application/json"})
         assert r.status_code == 413 and r.headers["content-type"] == "application/json"
         assert r.json()["error"] == "request_entity_too_large"
+
+
+def test_idempotency_key_applies_a_retried_batch_once(api: Api) -> None:
+    batch = [{"user_id": "u1", "item_id": "1", "timestamp": 1_000_000.0},
+             {"user_id": "u1", "item_id": "bogus/id"},
+             {"user_id": "u2", "item_id": "2", "timestamp": 1_000_001.0}]
+    first = api.client.post("/events", json=batch, headers={**api.write, "Idempotency-Key": "batch-42"})
+    assert first.status_code == 200, first.text
+    assert first.json()["accepted"] == 2 and first.json()["replayed"] == 0 and len(first.json()["rejected"]) == 1
+    retry = api.client.post("/events", json=batch, headers={**api.write, "Idempotency-Key": "batch-42"})
+    assert retry.status_code == 200 and retry.json()["accepted"] == 0 and retry.json()["replayed"] == 2
+    assert retry.json()["seqs"] == []
+    assert api.engine.store.count_events() == 2
+    assert api.engine.pipeline.history.n_events(api.engine.pipeline.dataset.users.index("u1")) == 1
+    # another key (or another API key with the same header): a new batch
+    other = api.client.post("/events", json=batch, headers={**api.write, "Idempotency-Key": "batch-43"})
+    assert other.json()["accepted"] == 2
+    admin = api.client.post("/events", json=batch, headers={**api.admin, "Idempotency-Key": "batch-42"})
+    assert admin.json()["accepted"] == 2
+    assert api.engine.store.count_events() == 6
+    # without the header nothing changes: every request is stored
+    assert api.client.post("/events", json=batch, headers=api.write).json()["accepted"] == 2
+    bad = api.client.post("/events", json=batch, headers={**api.write, "Idempotency-Key": "x" * 200})
+    assert bad.status_code == 422
