@@ -188,6 +188,7 @@ class Setup:
             return json.loads((out / "lmrec_finetune.json").read_text())
         pairs = relevance_pairs(self.train, min_grade=RELEVANT, seed=0)
         cfg = FinetuneConfig(batch_size=64, lr=5e-5, epochs=1.0, max_seq_length=48, threads=1,
+                             max_steps=self.args.bi_steps,
                              time_budget_s=self.args.bi_minutes * 60)
         log.info("bi-encoder: fine-tuning MiniLM on %d pairs for at most %.0f min", len(pairs), self.args.bi_minutes)
         res = finetune_pairs(pairs, out, cfg, progress=False, info={"dataset": "homedepot", "split": "train - val"})
@@ -217,6 +218,7 @@ class Setup:
             return json.loads((out / "lmrec_cross_encoder.json").read_text())
         train, val = self.groups()
         cfg = CrossEncoderConfig(base="minilm", batch_size=32, lr=self.args.ce_lr, epochs=1.0, max_length=64,
+                                 max_steps=self.args.ce_steps,
                                  eval_steps=self.args.eval_steps, patience=4, threads=1,
                                  time_budget_s=self.args.ce_minutes * 60)
         res = train_cross_encoder(train, out, cfg, val=val, info={"dataset": "homedepot", "negatives": "hybrid top 30"})
@@ -239,6 +241,7 @@ class Setup:
         log.info("distilled bi-encoder: %d teacher margins (%.0f s)", len(triples), time.time() - t0)
         base = f"st:{self.bi_path()}" if self.bi_path().is_dir() else "minilm"
         cfg = FinetuneConfig(base=base, batch_size=32, lr=2e-5, epochs=1.0, max_seq_length=48, threads=1,
+                             max_steps=self.args.distil_steps,
                              time_budget_s=self.args.distil_minutes * 60)
         res = distil_bi_encoder(triples, out, cfg, info={"dataset": "homedepot", "teacher": str(self.ce_path())})
         log.info("distilled bi-encoder: %d steps in %.0f s", res.steps, res.train_s)
@@ -262,6 +265,7 @@ class Setup:
             soft.append(RelevanceGroup(g.query, g.texts, (1.0 / (1.0 + np.exp(-logits))).tolist()))
         log.info("student: teacher scored %d training pairs (%.0f s)", sum(len(g.texts) for g in soft), time.time() - t0)
         cfg = CrossEncoderConfig(base=f"st:{sliced}", batch_size=32, lr=self.args.ce_lr, epochs=1.0, max_length=64,
+                                 max_steps=self.args.student_steps,
                                  eval_steps=self.args.eval_steps, patience=4, threads=1,
                                  time_budget_s=self.args.student_minutes * 60)
         res = train_cross_encoder(soft, out, cfg, val=val, info={"dataset": "homedepot", "teacher": str(self.ce_path()),
@@ -385,6 +389,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--negatives", type=int, default=4, help="hard negatives per training query")
     p.add_argument("--bi-minutes", type=float, default=12.0)
     p.add_argument("--ce-minutes", type=float, default=25.0)
+    p.add_argument("--ce-steps", type=int, default=900, help="the learning-rate schedule's length (0 = one epoch); "
+                   "the minutes budget may stop earlier")
+    p.add_argument("--bi-steps", type=int, default=250)
+    p.add_argument("--student-steps", type=int, default=900)
+    p.add_argument("--distil-steps", type=int, default=400)
     p.add_argument("--student-minutes", type=float, default=12.0)
     p.add_argument("--distil-minutes", type=float, default=10.0, help="Margin-MSE distillation of the "
                    "cross-encoder into the fine-tuned bi-encoder (0 = skip)")

