@@ -63,7 +63,7 @@ def intent_groups(queries: Sequence[str], query_intents: Sequence[str], stored: 
                   negatives: int = 6, exclude_self: bool = False, seed: int = 0) -> list[RelevanceGroup]:
     """A group per query: up to `positives` stored questions of its intent (the first-stage's
     highest-ranked ones first, then random ones) and up to `negatives` of other intents (the
-    highest-ranked: hard negatives). `candidates[i]` are stored row indices ranked for query i;
+    highest-ranked: hard negatives; random ones when the ranking has too few). `candidates[i]` are stored row indices ranked for query i;
     `exclude_self` drops stored row i from query i's group (queries = the stored questions)."""
     rng = random.Random(seed)
     groups = _by_intent(stored_intents)
@@ -74,6 +74,14 @@ def intent_groups(queries: Sequence[str], query_intents: Sequence[str], stored: 
         pool = [j for j in groups.get(t, []) if j not in pos and not (exclude_self and j == i)]
         pos += rng.sample(pool, min(max(positives - len(pos), 0), len(pool)))
         neg = [j for j in ranked if stored_intents[j] != t][:negatives]
+        # a first stage that ranks only same-intent questions on top leaves no hard negative: add random ones
+        others = len(stored) - len(groups.get(t, []))
+        tries = 0
+        while len(neg) < min(negatives, others) and tries < 20 * negatives:
+            j = rng.randrange(len(stored))
+            tries += 1
+            if stored_intents[j] != t and j not in neg:
+                neg.append(j)
         texts = [stored[j] for j in pos + neg]
         if pos and neg:
             out.append(RelevanceGroup(q, texts, [1.0] * len(pos) + [0.0] * len(neg)))
