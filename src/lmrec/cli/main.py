@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lmrec.cli import (cross_encoder_cmd, data_cmd, eval_cmd, events_cmd, finetune_cmd, fit_cmd, kg_cmd,
-                       pipeline_cmd, ray_cmd, serve_cmd, service_cmd)
+                       pipeline_cmd, ray_cmd, serve_cmd, service_cmd, users_cmd)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="lmrec: search and recommendation with language models.")
@@ -15,6 +15,7 @@ app.command("eval")(eval_cmd.eval_command)
 app.command("fit")(fit_cmd.fit_command)
 app.command("models")(eval_cmd.models_command)
 app.add_typer(service_cmd.keys_app, name="keys", help="Create, list and revoke the service's API keys.")
+app.add_typer(users_cmd.app, name="users", help="Erase users from the service's store (right to erasure).")
 app.command("serve")(service_cmd.serve_command)
 app.add_typer(events_cmd.app, name="events", help="Publish events to a stream the service consumes.")
 app.command("train")(service_cmd.train_command)

@@ -41,16 +41,22 @@ ERASURES = "erasures.json"
 
 class ErasureLog:
     """Salted digests of erased user ids with the store seq at their erasure (see the module
-    docstring). Thread-safe; the file is rewritten whole (temp file + rename)."""
+    docstring). Thread-safe; the file is re-read before each use and rewritten whole (temp file
+    + rename), so erasures recorded by another process (`lmrec users delete`) are kept."""
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / ERASURES
         self._lock = threading.Lock()
+        self.salt = ""
+        self.entries: list[dict[str, Any]] = []
+        self._load()
+
+    def _load(self) -> None:
         data: dict[str, Any] = {}
         if self.path.is_file():
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        self.salt = str(data.get("salt") or secrets.token_hex(16))
-        self.entries: list[dict[str, Any]] = list(data.get("entries", []))
+        self.salt = str(data.get("salt") or self.salt or secrets.token_hex(16))
+        self.entries = list(data.get("entries", []))
 
     def digest(self, user_id: str) -> str:
         return hashlib.sha256(f"{self.salt}\x00{user_id}".encode()).hexdigest()
@@ -58,6 +64,7 @@ class ErasureLog:
     def add(self, user_id: str, seq: int) -> None:
         """Record that `user_id` was erased when the store's last event seq was `seq`."""
         with self._lock:
+            self._load()
             self.entries.append({"digest": self.digest(user_id), "seq": int(seq), "at": round(time.time(), 3)})
             self._save()
 
@@ -65,6 +72,7 @@ class ErasureLog:
         """Digests of the users erased at or after a fit that read events up to `last_seq` (a fit
         at the same seq may have run before the erasure: it is treated as older)."""
         with self._lock:
+            self._load()
             return {e["digest"] for e in self.entries if int(e["seq"]) >= last_seq}
 
     def apply(self, version: Any) -> int:

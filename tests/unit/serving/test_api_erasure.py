@@ -109,3 +109,53 @@ def test_history_forget_keeps_the_other_users() -> None:
     assert h.items(1).tolist() == [] and h.items(0).tolist() == [5] and h.items(2).tolist() == [3, 8]
     h.update([Event(1, 4, 10)])
     assert h.items(1).tolist() == [4] and h.lengths().tolist() == [1, 1, 2]
+
+
+def test_popular_forget_equals_a_fit_without_the_user() -> None:
+    import numpy as np
+
+    from lmrec.data.dataset import Dataset, IdMap, Interactions
+    from lmrec.recall.popular import MostPopular
+    from lmrec.types import Event
+
+    now = int(time.time())
+    user = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    item = np.array([3, 3, 1, 3, 2, 1, 0, 2])
+    ts = now - 86_400 * np.array([9, 5, 4, 8, 2, 7, 3, 1])
+    full = Interactions(user, item, ts)
+    ds = Dataset("t", IdMap(["a", "b", "c"]), IdMap(["0", "1", "2", "3"]), full, has_timestamps=True)
+    pop = MostPopular(half_life_days=3.0).fit(full, ds)
+    pop.update([Event(0, 1, now)])   # an online event of the user too
+    keep = user != 0
+    ref = MostPopular(half_life_days=3.0).fit(full.select(keep), ds)
+    ref.update([Event(1, 0, now)])   # the same clock movement, by someone else ...
+    ref.forget([Event(1, 0, now)])   # ... taken back
+    gone = [Event(0, int(i), int(t)) for i, t in zip(item[~keep], ts[~keep])] + [Event(0, 1, now)]
+    assert pop.forget(gone) is True
+    np.testing.assert_allclose(pop.popularity, ref.popularity, atol=1e-9)
+    assert MostPopular(dp_epsilon=1.0, half_life_days=0.0).fit(full, ds).forget(gone) is False
+
+
+def test_users_delete_cli_and_the_erasure_log(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmrec.cli.main import app
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home}/lmrec.db"
+    with Engine.open(engine_config(home, url)) as eng:
+        eng.upsert_items(toy_items())
+        eng.ingest([EventRecord("eraseme", i, "view", timestamp=time.time() - 60) for i in ["1", "2"]]
+                   + [EventRecord("bob", "3", "view", timestamp=time.time() - 60)])
+        eng.train()                                   # a saved version fitted with the user
+        assert "eraseme" in eng.pipeline.dataset.users
+    runner = CliRunner()
+    r = runner.invoke(app, ["users", "delete", "eraseme", "--home", str(home)])
+    assert r.exit_code == 0 and "erased: 2 events" in r.output, r.output
+    r = runner.invoke(app, ["users", "delete", "eraseme", "--home", str(home)])
+    assert r.exit_code == 1 and "no events" in r.output
+    with Engine.open(engine_config(home, url)) as eng:   # the saved version had the user: forgotten on load
+        assert "eraseme" not in eng.pipeline.dataset.users and "bob" in eng.pipeline.dataset.users
+        eng.ingest([EventRecord("carol", "4", "view", timestamp=time.time())])
+        assert eng.delete_user("carol") is not None   # the service's own erasure keeps the CLI's entry
+    assert len(__import__("json").loads((home / "erasures.json").read_text())["entries"]) == 2
