@@ -434,7 +434,7 @@ class RecPipeline(Recommender):
         pipeline's copy of the training events and user attributes, and every stage is asked to
         take the events back out of its global state (`Component.forget`). Returns the number of
         events erased and which stages un-counted them (`recounted`) or kept them until the next
-        fit (`kept`). The user id itself is unmapped by the caller (`IdMap.forget`)."""
+        fit (`kept`: conservatively every stage that did not un-count them). The user id itself is unmapped by the caller (`IdMap.forget`)."""
         self._check_ready()
         items, ts, vals = self.history.events(user)
         events = [Event(int(user), int(i), int(t), EventKind.VIEW, float(v))
