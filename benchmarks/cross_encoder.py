@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="cross_encoder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
-    for noisy in ("httpx", "datasets", "urllib3", "sentence_transformers", "root"):
+    for noisy in ("httpx", "datasets", "urllib3", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.work is None:
         from lmrec.settings import get_settings
