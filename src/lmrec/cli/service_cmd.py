@@ -475,7 +475,11 @@ def demo_examples(dataset: str) -> list[Example]:
         Example("upsert an item (searchable at once)", "PUT", "/items/new-demo-item", body=new_item),
         Example("search finds the new item", "GET", "/search", {"q": new_item["title"], "k": 3}),
         Example("recommendations with explanations", "GET", f"/recommend/{user}", {"k": 3, "explain": "true"}),
-    ]
+    ] + ([  # the demo shop's bilingual FAQ (<home>/faq.json); edit it with PUT / DELETE /admin/faq/{entry_id}
+        Example("FAQ answer in English", "GET", "/faq", {"q": "how long until my order arrives?", "k": 3}),
+        Example("FAQ answer in Chinese", "GET", "/faq", {"q": "退款多久到账", "k": 3}),
+        Example("FAQ hands over when unsure", "GET", "/faq", {"q": "what is the weather tomorrow"}),
+    ] if dataset == "demo" else [])
 
 
 def seed_home(config: Any, dataset: str, data_dir: Optional[Path]) -> dict[str, Any]:
@@ -495,6 +499,10 @@ def seed_home(config: Any, dataset: str, data_dir: Optional[Path]) -> dict[str, 
                     seed_demo(store)
             else:
                 _seed_movielens(store, data_dir)
+        if dataset == "demo":   # the shop's FAQ, unless the home has one (PUT /admin/faq edits it)
+            from lmrec.serving.faq import seed_demo_faq
+
+            seed_demo_faq(config.engine.home)
         return {"items": store.count_items(), "events": store.count_events(), "reused": reused}
     finally:
         store.close()
@@ -502,7 +510,7 @@ def seed_home(config: Any, dataset: str, data_dir: Optional[Path]) -> dict[str, 
 
 #: what lmrec writes into a service home: `demo --reset` removes these and nothing else
 HOME_ENTRIES = ("lmrec.db", "lmrec.db-wal", "lmrec.db-shm", "lmrec.db-journal", "index", "models", "embeddings",
-                "demo-admin.key")
+                "demo-admin.key", "faq.json")
 DEMO_KEY_FILE = "demo-admin.key"
 
 

@@ -353,6 +353,9 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
     _read_routes(app, st)
     _admin_routes(app, st)
     from lmrec.serving.docs_pages import add_docs_pages
+    from lmrec.serving.faq import add_faq_routes
+
+    add_faq_routes(app, st)   # GET /faq, /admin/faq
 
     add_docs_pages(app)
     return app

@@ -496,3 +496,72 @@ class ExperimentOut(BaseModel):
     started_at: float
     start_seq: int
     stopped_at: float | None = None
+
+
+# ---- FAQ answers (GET /faq, /admin/faq) ----------------------------------------------------------
+MAX_FAQ_QUESTION_LEN = 512   # lmrec.faq.MAX_QUESTION_CHARS
+MAX_FAQ_ANSWER_LEN = 10_000
+MAX_FAQ_QUESTIONS = 50
+MAX_FAQ_K = 20
+FaqText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FAQ_QUESTION_LEN), AfterValidator(_no_nul)]
+
+
+class FaqMatchOut(BaseModel):
+    entry_id: str
+    question: str = Field(description="the stored wording that matched best")
+    answer: str
+    intent: str | None = None
+    score: float = Field(description="the final ranking score of the entry")
+
+
+class FaqOut(BaseModel):
+    """An answer, or `abstained: true` (hand over to a person) with no answer when the confidence is
+    under the threshold."""
+
+    query: str
+    abstained: bool
+    answer: str | None = Field(description="the stored answer (null when abstained or nothing is stored)")
+    intent: str | None = Field(description="the intent of the best match (also given when abstained)")
+    entry_id: str | None = None
+    matched_question: str | None = Field(None, description="the stored wording that matched best")
+    score: float | None = Field(description="the confidence compared with the threshold")
+    threshold: float | None = Field(description="the abstain threshold (null: never abstains)")
+    alternatives: list[FaqMatchOut] = []
+    timings_ms: dict[str, float] = {}
+
+
+class FaqEntryIn(_Strict):
+    questions: list[FaqText] = Field(min_length=1, max_length=MAX_FAQ_QUESTIONS,
+                                     description="the question wordings that lead to this answer")
+    answer: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FAQ_ANSWER_LEN), AfterValidator(_no_nul)]
+    intent: Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)] = ""
+    language: Annotated[str, StringConstraints(max_length=20), AfterValidator(_no_nul)] = ""
+
+    @field_validator("questions")
+    @classmethod
+    def _not_blank(cls, v: list[str]) -> list[str]:
+        for n, q in enumerate(v):
+            if not q.strip():
+                raise ValueError(f"question {n} is blank")
+        return v
+
+    @field_validator("answer")
+    @classmethod
+    def _answer_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the answer is blank")
+        return v
+
+
+class FaqEntryOut(BaseModel):
+    entry_id: str
+    questions: list[str]
+    answer: str
+    intent: str = ""
+    language: str = ""
+
+
+class FaqListOut(BaseModel):
+    entries: list[FaqEntryOut]
+    threshold: float | None
+    total: int
