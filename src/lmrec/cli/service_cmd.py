@@ -143,8 +143,12 @@ def serve_command(
     ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="The certificate's PEM private key "
                                                "(or LMREC_SSL_KEYFILE; default: in the certificate file)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error"),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes, each with its own engine over the "
+                                "shared store and home; each folds in what the others write within ~0.25 s "
+                                "(docs/deployment.md). Use PostgreSQL (or a SQLite file on this machine)."),
 ) -> None:
-    """Run the HTTP service (one uvicorn worker): the pipeline of --config over the store in --home.
+    """Run the HTTP service: the pipeline of --config over the store in --home (one uvicorn worker,
+    or --workers N processes).
 
     At start it serves the newest saved version of that pipeline (caught up with the events
     since its fit) or fits one first; POST /admin/train (or `lmrec train`) fits a new version
@@ -161,7 +165,7 @@ def serve_command(
     cfg = build_config(home, extra, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
                        no_auth=no_auth, config=config, events_url=events, ssl_certfile=ssl_certfile,
                        ssl_keyfile=ssl_keyfile)
-    run_server(cfg, log_level)
+    run_server(cfg, log_level, workers=workers)
 
 
 def build_config(home: Optional[Path], engine_extra: dict[str, Any] | None = None, *, create_home: bool = True,
@@ -269,7 +273,7 @@ def train_command(
                   f"{engine_cfg.home / 'models'}" + (" (active)" if activate else ""))
 
 
-def run_server(config: Any, log_level: str = "info") -> None:
+def run_server(config: Any, log_level: str = "info", workers: int = 1) -> None:
     """Serve `config` with uvicorn in this process until interrupted.
 
     Checked first, each a one-line error and exit code 1: the record store opens (URL, server,
@@ -289,6 +293,9 @@ def run_server(config: Any, log_level: str = "info") -> None:
         console.print("[bold yellow]warning:[/] authentication is OFF (--no-auth): anyone who can reach "
                       f"{config.host}:{config.port} can read and write. Use this for local demos only.")
     config.engine.home.mkdir(parents=True, exist_ok=True)
+    if workers > 1:
+        _run_workers(config, log_level, workers, tls)
+        return
     app = create_app(config)
     # uvicorn's own access log prints raw paths (user ids, queries): the app logs a masked line instead.
     # Keep-alive outlasts the 60 s idle timeout of common load balancers, so the server is never the
@@ -318,6 +325,30 @@ def run_server(config: Any, log_level: str = "info") -> None:
         raise fail(f"the engine failed to open: {failed[0]}")
     if not server.started and not failed:
         raise fail(f"the server did not start on {config.host}:{config.port} (see the log above)")
+
+
+def _run_workers(config: Any, log_level: str, workers: int, tls: dict[str, str]) -> None:
+    """`workers` uvicorn worker processes (lmrec.serving.workers), each following the shared
+    store; a worker whose engine fails to open answers 503 on /ready and logs why."""
+    import uvicorn
+
+    from lmrec.serving.workers import DEFAULT_FOLLOW_S, check_shared_store, write_worker_config
+
+    try:
+        check_shared_store(config.store_url())
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if not config.engine.follow_interval_s:
+        config.engine.follow_interval_s = DEFAULT_FOLLOW_S
+    path = write_worker_config(config, log_level)
+    console.print(f"serving with {workers} worker processes on {config.host}:{config.port} "
+                  f"(each follows the store every {config.engine.follow_interval_s} s)")
+    try:
+        uvicorn.run("lmrec.serving.workers:app_factory", factory=True, workers=workers, host=config.host,
+                    port=config.port, access_log=False, log_config=None, log_level=log_level.lower(),
+                    timeout_keep_alive=65, timeout_graceful_shutdown=10, **tls)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def check_tls(config: Any) -> dict[str, str]:

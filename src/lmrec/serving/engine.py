@@ -54,6 +54,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -71,6 +73,7 @@ from lmrec.serving.erasure import ErasureLog, forget_user
 from lmrec.serving.engine_config import DEFAULT_PIPELINE, EngineConfig
 from lmrec.serving.experiments import Experiment, RunningExperiment, load_experiment, save_experiment
 from lmrec.serving.experiments import report as experiment_report
+from lmrec.serving.follower import Follower, HomeLock
 from lmrec.serving.live import fold_events, sync_items
 from lmrec.serving.ranking import RankedItem, Ranking, RankingLog, StageTimer
 from lmrec.serving.rwlock import RWLock
@@ -155,6 +158,12 @@ class Engine:
         self._experiment: RunningExperiment | None = None  # two versions served to user buckets
         self.cross_encoder: Any = None  # the /search re-ranker (lmrec.text.cross_encoder), when configured
         self.erasures = ErasureLog(config.home)  # users erased since the saved versions were fitted
+        # several workers over one store (lmrec.serving.follower): this engine's name in the change
+        # feed, the feed position it has applied, and the thread following the other workers
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._change_seq = 0
+        self._follower: Follower | None = None
+        self._train_lock = HomeLock(config.home, ".lmrec-train.lock")  # one training across workers
 
     # ==== lifecycle ===========================================================================
     @classmethod
@@ -170,13 +179,18 @@ class Engine:
         eng._blas = _BLAS.acquire(cfg.blas_threads)
         try:
             eng.store = open_store(cfg.resolved_store_url())
+            eng.store.origin = eng.worker_id
+            eng._change_seq = eng.store.last_change_seq()   # what the catalog read below includes
             eng.encoders = EngineEncoders(cfg.encoder, cfg.query_encoder, threads=cfg.encoder_threads,
                                           cache_dir=cfg.embedding_cache or cfg.home / "embeddings")
             eng.cross_encoder = eng._open_cross_encoder()
             eng.catalog = eng._new_catalog()
-            eng._load_catalog()
-            eng._n_events = eng.store.count_events()
-            eng._open_pipeline()
+            # workers opening together: the first builds and saves the index (and fits the first
+            # version); the others then load them
+            with HomeLock(cfg.home, ".lmrec-open.lock"):
+                eng._load_catalog()
+                eng._n_events = eng.store.count_events()
+                eng._open_pipeline()
             eng._restore_experiment()
             if cfg.log_rankings:
                 eng._rankings = RankingLog(eng.store)
@@ -191,6 +205,8 @@ class Engine:
         if cfg.retrain_every_events or cfg.retrain_every_minutes:
             eng._scheduler = threading.Thread(target=eng._schedule, name="lmrec-retrain", daemon=True)
             eng._scheduler.start()
+        if cfg.follow_interval_s > 0:
+            eng._follower = Follower(eng, cfg.follow_interval_s).start()
         eng.ready = True
         return eng
 
@@ -251,7 +267,7 @@ class Engine:
         newest default one. Fit the configured pipeline when there is none."""
         cfg = self.config
         if cfg.model_version is not None:
-            self._activate(load_version(self.models_dir, cfg.model_version))
+            self._activate(load_version(self.models_dir, cfg.model_version), announce=False)
             return
         versions = self._matching_versions()
         if cfg.config == DEFAULT_PIPELINE:
@@ -259,7 +275,7 @@ class Engine:
             if active is not None:
                 versions = [active]
         if versions:
-            self._activate(load_version(self.models_dir, versions[-1]))
+            self._activate(load_version(self.models_dir, versions[-1]), announce=False)
             return
         log.info("no saved version of %s: fitting it on %d stored events", cfg.config, self._n_events)
         self.train(activate=True)
@@ -289,11 +305,13 @@ class Engine:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.join()
+        if self._follower is not None:
+            self._follower.stop()
         # a background training is not waited for (a fit can take many minutes): it stops being
         # served (see _train_now), and its version folder appears whole or not at all
         self.catalog.keyword.wait()
         if self.config.save_index_on_close and self.catalog.dirty:
-            with self._write, self._lock.read():
+            with HomeLock(self.config.home, ".lmrec-open.lock"), self._write, self._lock.read():
                 try:
                     self.catalog.save(self.index_dir, self._index_extra())
                 except OSError:
@@ -373,24 +391,33 @@ class Engine:
                                            else r.created_at or now) for r in checked]
             vecs = self.encoders.encode_items(texts)   # before the commit: a failure leaves no trace
             self.store.upsert_items(checked)
-            live = self._live
-            with self._lock.write():
-                self.catalog.apply_upsert(PreparedItems(checked, texts, vecs))
-                for version in ([live] if live is not None else []) + self._variant_versions():
-                    version.pipeline.upsert_items([r.item_id for r in checked], [item_row(r) for r in checked])
+            self._apply_upsert(checked, texts, vecs)
+
+    def _apply_upsert(self, records: list[ItemRecord], texts: list[str], vecs: np.ndarray) -> None:
+        """Committed items into the catalog and the served version(s) (writer mutex held)."""
+        live = self._live
+        with self._lock.write():
+            self.catalog.apply_upsert(PreparedItems(records, texts, vecs))
+            for version in ([live] if live is not None else []) + self._variant_versions():
+                version.pipeline.upsert_items([r.item_id for r in records], [item_row(r) for r in records])
 
     def delete_item(self, item_id: str) -> bool:
         """Delete from the store and everywhere in memory; True when the item existed."""
         _check_id(item_id, "item_id")
         with self._write:
             existed = bool(self.store.delete_item(item_id))
-            live = self._live
-            with self._lock.write():
-                slot = self.catalog.apply_delete(item_id)
-                for version in ([live] if live is not None else []) + self._variant_versions():
-                    if item_id in version.pipeline.dataset.items:
-                        version.pipeline.upsert_items([item_id], [{"available": False}])
+            slot = self._apply_delete(item_id)
         return existed or slot is not None
+
+    def _apply_delete(self, item_id: str) -> int | None:
+        """A deleted item out of the catalog, unavailable in the served version(s) (writer mutex held)."""
+        live = self._live
+        with self._lock.write():
+            slot = self.catalog.apply_delete(item_id)
+            for version in ([live] if live is not None else []) + self._variant_versions():
+                if item_id in version.pipeline.dataset.items:
+                    version.pipeline.upsert_items([item_id], [{"available": False}])
+        return slot
 
     def delete_user(self, user_id: str) -> dict[str, Any] | None:
         """Erase a user (`lmrec.serving.erasure`): their events, attribute record and logged
@@ -402,19 +429,71 @@ class Engine:
         self.flush_rankings(timeout=10.0)   # rankings still queued for the log are erased too
         with self._write:
             removed = self.store.delete_user(user_id)
-            live = self._live
-            memory = None
-            with self._lock.write():
-                for version in ([live] if live is not None else []) + self._variant_versions():
-                    out = forget_user(version, user_id)
-                    if version is live:
-                        memory = out
-                self._n_events = max(0, self._n_events - removed.get("events", 0))
+            memory = self._forget(user_id, removed.get("events", 0))
             if not any(removed.values()) and memory is None:
                 return None
             self.erasures.add(user_id, max(self._applied_seq, self.store.last_seq()))
         return {"user_id": user_id, "store": removed,
                 "served": memory if memory is not None else {"events": 0, "recounted": [], "kept": []}}
+
+    def _forget(self, user_id: str, n_events: int) -> dict[str, Any] | None:
+        """An erased user out of the served version(s) in memory (writer mutex held); what the
+        served one forgot."""
+        live = self._live
+        memory = None
+        with self._lock.write():
+            for version in ([live] if live is not None else []) + self._variant_versions():
+                out = forget_user(version, user_id)
+                if version is live:
+                    memory = out
+            self._n_events = max(0, self._n_events - n_events)
+        return memory
+
+    # ==== several workers over one store (lmrec.serving.follower) ===========================
+    def follow(self) -> dict[str, int]:
+        """Fold in what other processes wrote to the shared store since the last call: item
+        upserts / deletions and user erasures from the change feed (re-read from the store and
+        applied as a local write applies them; this engine's own changes are skipped), then
+        their events (`sync`), then the version another worker activated. Returns the counts."""
+        done = {"events": 0, "items": 0, "users": 0, "versions": 0}
+        changes = self.store.changes(after_seq=self._change_seq)
+        items: dict[str, None] = {}
+        users: dict[str, None] = {}
+        version = None
+        for _, kind, key, origin in changes:
+            if origin == self.worker_id:
+                continue
+            if kind == "item":
+                items[key] = None
+            elif kind == "user":
+                users[key] = None
+            elif kind == "version":
+                version = key
+        if items:
+            with self._write:   # read under the writer mutex: a local write cannot slip in between
+                records = [r for r in (self.store.get_item(i) for i in items) if r is not None]
+                if records:
+                    texts = item_texts(records, self.config.item_template)
+                    self._apply_upsert(records, texts, self.encoders.encode_items(texts))
+                for item_id in set(items) - {r.item_id for r in records}:
+                    self._apply_delete(item_id)
+            done["items"] = len(items)
+        for user_id in users:
+            with self._write:
+                self._forget(user_id, 0)
+            done["users"] += 1
+        if changes:
+            self._change_seq = max(self._change_seq, changes[-1][0])
+        done["events"] = self.sync()
+        if version is not None and version != self.model_version:
+            try:
+                self._activate(load_version(self.models_dir, version), announce=False)
+                done["versions"] = 1
+                log.info("now serving %s (activated by another worker)", version)
+            except FileNotFoundError:
+                log.warning("another worker activated %s, which is not in %s (is the home folder shared?)",
+                            version, self.models_dir)
+        return done
 
     def upsert_user(self, user: UserRecord) -> None:
         check_user(user)
@@ -445,10 +524,14 @@ class Engine:
             raise PipelineConfigError(str(e)) from None
         if not self._train.acquire(blocking=False):
             raise TrainingBusy(f"a training is already running: {self.training.get('stage', '')}")
+        if not self._train_lock.acquire(blocking=False):
+            self._train.release()
+            raise TrainingBusy(f"another worker is training in {self.config.home}")
         if wait:
             try:
                 return self._train_now(config, overrides, activate)
             finally:
+                self._train_lock.release()
                 self._train.release()
         job = threading.Thread(target=self._train_job, args=(config, overrides, activate), name="lmrec-train",
                                daemon=True)
@@ -462,6 +545,7 @@ class Engine:
         except Exception:  # noqa: BLE001 - reported in `training` and the log, the service keeps serving
             log.exception("background training of %s failed", config)
         finally:
+            self._train_lock.release()
             self._train.release()
 
     def _train_now(self, config: str, overrides: dict[str, Any], activate: bool) -> str:
@@ -496,9 +580,10 @@ class Engine:
                  " (now serving it)" if activate else "")
         return version.name
 
-    def _activate(self, version: Version) -> None:
+    def _activate(self, version: Version, *, announce: bool = True) -> None:
         """Bring a loaded or fitted version up to date with the catalog and the events after
-        its fit, then serve it. Writes wait while it catches up; reads go on."""
+        its fit, then serve it. Writes wait while it catches up; reads go on. With `announce`,
+        it becomes the active version of the home and of the other workers (change feed)."""
         with self._write:
             pipe = version.pipeline
             sync_items(pipe, self.catalog)
@@ -507,8 +592,14 @@ class Engine:
             fold_events(version, new, self.config.train_kinds, self.catalog)
             with self._lock.write():
                 self._live = version
-                self._applied_seq = max(self._applied_seq, self.store.last_seq())
-        mark_active(self.models_dir, version.name)
+                # the events folded in, not the store's last seq: another process may have
+                # committed more since, which `sync` folds in next
+                self._applied_seq = max(self._applied_seq, version.last_seq, *(e.seq or 0 for e in new))
+                if not announce:
+                    self._events_since_train = len(new)
+        if announce:
+            mark_active(self.models_dir, version.name)
+            self.store.log_change("version", version.name)
 
     def reload(self, version: str | None = None) -> str:
         """Serve a saved version (the newest when None), caught up with the catalog and the
@@ -852,6 +943,8 @@ class Engine:
                                          "mix": self.config.rerank_mix} if self.cross_encoder is not None else None),
                     "bm25_delta": self.catalog.keyword.delta_size,
                     "applied_seq": self._applied_seq, "ready": self.ready,
+                    "worker": {"id": self.worker_id, "change_seq": self._change_seq,
+                               "follower": self._follower.info() if self._follower is not None else None},
                     "experiment": self._experiment.experiment.to_json() if self._experiment else None}
 
 

@@ -48,6 +48,10 @@ class EngineConfig(BaseModel):
                                                            "(0: never)")
     retrain_every_minutes: float = Field(0.0, ge=0, description="retrain in the background this often when events "
                                                                 "arrived (0: never)")
+    follow_interval_s: float = Field(0.0, ge=0, le=60, description="several workers over one shared store and home: "
+                                     "poll the store this often for the others' events, item changes, erasures and "
+                                     "version switches (lmrec.serving.follower; `lmrec serve --workers N` sets 0.25). "
+                                     "0: off (one process)")
     encoder: str = Field("minilm", description="lmrec.text.registry name embedding the catalog (search, similar)")
     query_encoder: str | None = Field(
         None, description="another encoder (same dim) for queries only; for latency benchmarks over a catalog "

@@ -33,6 +33,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -101,6 +102,13 @@ CREATE TABLE IF NOT EXISTS rankings (
     item_ids {json} NOT NULL,
     created_at {float} NOT NULL,
     context {json} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq {serial},
+    kind TEXT NOT NULL,
+    key TEXT{C} NOT NULL,
+    origin TEXT NOT NULL,
+    at {float} NOT NULL
 )
 """
 
@@ -154,6 +162,11 @@ _STATEMENTS = {
                     "WHERE ranking_id = {p}"),
     "rankings_since": ("SELECT ranking_id, user_id, endpoint, item_ids, created_at, context FROM rankings "
                        "WHERE created_at >= {p} ORDER BY created_at, ranking_id"),
+    # the change feed: which item / user / served version changed, by which process (`origin`)
+    "log_change": "INSERT INTO changes (kind, key, origin, at) VALUES ({p}, {p}, {p}, {p})",
+    "changes": "SELECT seq, kind, key, origin FROM changes WHERE seq > {p} ORDER BY seq LIMIT {p}",
+    "last_change_seq": "SELECT COALESCE(MAX(seq), 0) FROM changes",
+    "prune_changes": "DELETE FROM changes WHERE at < {p}",
     "schema_version": "SELECT MAX(version) FROM schema_version",
     "set_schema_version": "INSERT INTO schema_version (version) VALUES ({p})",
 }
@@ -195,6 +208,8 @@ class SQLStore(ABC):
         from lmrec.privacy.crypto import cipher_from_env
 
         self.cipher = cipher_from_env()
+        #: who writes through this store, in the change feed (an engine sets its worker id)
+        self.origin = ""
 
     # -- backend hooks -------------------------------------------------------------------
     @abstractmethod
@@ -213,6 +228,35 @@ class SQLStore(ABC):
     @abstractmethod
     def _from_json(self, value: Any) -> Any:
         """A JSON column as Python values."""
+
+    def _lock_changes(self, cur: Any) -> None:
+        """Make change seqs commit in order within the caller's transaction (SQLite: BEGIN
+        IMMEDIATE already does)."""
+
+    def _log_changes(self, cur: Any, kind: str, keys: Sequence[str]) -> None:
+        """Append `keys` to the change feed inside the caller's transaction."""
+        if not keys:
+            return
+        self._lock_changes(cur)
+        now = time.time()
+        cur.executemany(self._sql["log_change"], [(kind, k, self.origin, now) for k in keys])
+
+    # -- change feed (several processes serving one store: lmrec.serving.follower) ---------
+    def log_change(self, kind: str, key: str) -> None:
+        """Record that `key` of `kind` ("item", "user", "version") changed, by `origin`."""
+        with self._tx() as cur:
+            self._log_changes(cur, kind, [key])
+
+    def changes(self, *, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str, str, str]]:
+        """(seq, kind, key, origin) of the changes after `after_seq`, in commit order."""
+        return [(int(a), b, c, d) for a, b, c, d in self._fetch(self._sql["changes"], (int(after_seq), int(limit)))]
+
+    def last_change_seq(self) -> int:
+        return int(self._fetch(self._sql["last_change_seq"])[0][0])
+
+    def prune_changes(self, before: float) -> int:
+        """Forget changes recorded before `before` (epoch seconds); how many went."""
+        return self._write("prune_changes", [(float(before),)])
 
     def _write(self, name: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run statement `name` once per row in one transaction; the number of rows changed."""
@@ -332,7 +376,11 @@ class SQLStore(ABC):
             rows.append((it.item_id, it.title, it.text, _to_json(list(it.categories), f"{where}.categories"),
                          _to_json(dict(it.attributes), f"{where}.attributes"), it.available,
                          float(it.created_at), float(it.updated_at)))
-        self._write("upsert_item", rows)
+        if not rows:
+            return
+        with self._tx() as cur:
+            cur.executemany(self._sql["upsert_item"], rows)
+            self._log_changes(cur, "item", list(dict.fromkeys(r[0] for r in rows)))
 
     def get_item(self, item_id: str) -> ItemRecord | None:
         rows = self._fetch(self._sql["get_item"], (item_id,))
@@ -340,7 +388,12 @@ class SQLStore(ABC):
 
     def delete_item(self, item_id: str) -> bool:
         """Remove the item from the catalog; True when it existed."""
-        return self._write("delete_item", [(item_id,)]) > 0
+        with self._tx() as cur:
+            cur.execute(self._sql["delete_item"], (item_id,))
+            existed = int(cur.rowcount) > 0
+            if existed:
+                self._log_changes(cur, "item", [item_id])
+        return existed
 
     def items(self) -> Iterator[ItemRecord]:
         """Live items in item_id order (byte order of the UTF-8 ids)."""
@@ -387,6 +440,8 @@ class SQLStore(ABC):
             for table in ("events", "record", "rankings"):
                 cur.execute(self._sql[f"delete_user_{table}"], (user_id,))
                 out[table] = max(int(cur.rowcount), 0)
+            if any(out.values()):
+                self._log_changes(cur, "user", [user_id])
         return out
 
     def _user_attributes(self, value: Any) -> Any:
@@ -637,6 +692,7 @@ class PostgresStore(SQLStore):
         self._psycopg = psycopg
         # one key per schema: stores in different schemas never wait for each other
         self._append_lock_key = zlib.crc32(f"lmrec.events:{self.schema or ''}".encode())
+        self._change_lock_key = zlib.crc32(f"lmrec.changes:{self.schema or ''}".encode())
         self._conn: Any = None
         with self._tx() as cur:
             # concurrent first opens would race on CREATE ... IF NOT EXISTS (a unique violation)
@@ -695,6 +751,9 @@ class PostgresStore(SQLStore):
                     if attempt == 2 or not conn.broken:
                         raise  # reads are idempotent: retried once on a fresh connection
             raise AssertionError("unreachable")
+
+    def _lock_changes(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (self._change_lock_key,))
 
     def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int]:
         cur.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (self._append_lock_key,))

@@ -406,7 +406,7 @@ class TestOpenStore:
             with psycopg.connect(PG_URL) as conn:
                 n = conn.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s",
                                  (schema,)).fetchone()[0]
-            assert n == 7  # schema_version, events, event_ids, items, users, api_keys, rankings
+            assert n == 8  # schema_version, events, event_ids, items, users, api_keys, rankings, changes
         finally:
             drop_schema(schema)
         with pytest.raises(ValueError, match="schema"):
