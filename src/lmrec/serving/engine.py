@@ -68,6 +68,7 @@ import numpy as np
 
 from lmrec.serving import explain as _explain
 from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved
+from lmrec.serving.drift import DriftMonitor
 from lmrec.serving.encoders import EngineEncoders
 from lmrec.serving.erasure import ErasureLog, forget_user
 from lmrec.serving.engine_config import DEFAULT_PIPELINE, EngineConfig
@@ -164,6 +165,7 @@ class Engine:
         self._change_seq = 0
         self._follower: Follower | None = None
         self._train_lock = HomeLock(config.home, ".lmrec-train.lock")  # one training across workers
+        self.drift = DriftMonitor(config.drift_window_events, config.train_kinds)  # recent events vs training
 
     # ==== lifecycle ===========================================================================
     @classmethod
@@ -192,6 +194,10 @@ class Engine:
                 eng._n_events = eng.store.count_events()
                 eng._open_pipeline()
             eng._restore_experiment()
+            if cfg.drift_window_events:   # the drift window survives a restart: the latest events
+                last = eng.store.last_seq()
+                eng.drift.observe((e.kind, e.item_id, eng.catalog.get(e.item_id) is not None)
+                                  for e in eng.store.events(after_seq=max(0, last - cfg.drift_window_events)))
             if cfg.log_rankings:
                 eng._rankings = RankingLog(eng.store)
         except BaseException:
@@ -367,6 +373,7 @@ class Engine:
         if not events:
             return
         live = self._live
+        self.drift.observe((e.kind, e.item_id, self.catalog.get(e.item_id) is not None) for e in events)
         with self._lock.write():
             if live is not None:
                 fold_events(live, events, self.config.train_kinds, self.catalog)
@@ -943,6 +950,7 @@ class Engine:
                                          "mix": self.config.rerank_mix} if self.cross_encoder is not None else None),
                     "bm25_delta": self.catalog.keyword.delta_size,
                     "applied_seq": self._applied_seq, "ready": self.ready,
+                    "drift": self.drift.report(live),
                     "worker": {"id": self.worker_id, "change_seq": self._change_seq,
                                "follower": self._follower.info() if self._follower is not None else None},
                     "experiment": self._experiment.experiment.to_json() if self._experiment else None}

@@ -52,6 +52,9 @@ class EngineConfig(BaseModel):
                                      "poll the store this often for the others' events, item changes, erasures and "
                                      "version switches (lmrec.serving.follower; `lmrec serve --workers N` sets 0.25). "
                                      "0: off (one process)")
+    drift_window_events: int = Field(10_000, ge=0, description="drift checks (/admin/stats, lmrec_drift_* metrics) "
+                                     "compare the latest this many events with the served version's training data; "
+                                     "0: off")
     encoder: str = Field("minilm", description="lmrec.text.registry name embedding the catalog (search, similar)")
     query_encoder: str | None = Field(
         None, description="another encoder (same dim) for queries only; for latency benchmarks over a catalog "

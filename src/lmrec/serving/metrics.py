@@ -73,6 +73,23 @@ class ServiceMetrics:
                                            "stream, by reason", ["stream", "reason"], namespace=ns, registry=r)
         self.stream_connected = Gauge("stream_connected", "1 while the consumer is connected to its broker",
                                       ["stream"], namespace=ns, registry=r)
+        # drift checks (lmrec.serving.drift): the latest events vs the served version's training data
+        self.drift_window = Gauge("drift_window_events", "Events in the drift window", namespace=ns, registry=r)
+        self.drift_kind_share = Gauge("drift_kind_share", "Share of each event kind in the drift window (data="
+                                      "recent) and in the training data (data=training)", ["kind", "data"],
+                                      namespace=ns, registry=r)
+        self.drift_kind_tv = Gauge("drift_kind_mix_tv", "Total variation distance between the learning kinds' mix "
+                                   "of the drift window and of the training data", namespace=ns, registry=r)
+        self.drift_items = Gauge("drift_item_popularity", "Item popularity shift of the drift window from the "
+                                 "training data: js (Jensen-Shannon, base 2), js_baseline (the same for the last "
+                                 "window of training events), tv (total variation)", ["measure"],
+                                 namespace=ns, registry=r)
+        self.drift_item_share = Gauge("drift_item_share", "Share of drift-window events about items the catalog "
+                                      "does not hold (items=unknown) or without training events (items=cold)",
+                                      ["items"], namespace=ns, registry=r)
+        # several workers over one store (lmrec.serving.follower)
+        self.follow_lag = Gauge("follow_lag_seconds", "Seconds since this worker last caught up with the shared "
+                                "store (absent with one process)", namespace=ns, registry=r)
         self._model_version: str | None = None
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -104,12 +121,34 @@ class ServiceMetrics:
         if isinstance(stats.get("events_since_train"), (int, float)):
             self.events_since_train.set(float(stats["events_since_train"]))
         self.training_failed.set(1.0 if (stats.get("training") or {}).get("state") == "failed" else 0.0)
+        self._update_drift(stats.get("drift"))
+        follower = (stats.get("worker") or {}).get("follower")
+        if follower and isinstance(follower.get("lag_s"), (int, float)):
+            self.follow_lag.set(float(follower["lag_s"]))
         version = stats.get("model_version")
         if version is not None and str(version) != self._model_version:
             if self._model_version is not None:
                 self.model_info.remove(self._model_version)
             self._model_version = str(version)
             self.model_info.labels(self._model_version).set(1.0)
+
+    def _update_drift(self, drift: Mapping[str, Any] | None) -> None:
+        if not drift:
+            return
+        nan = float("nan")
+
+        def num(v: Any) -> float:
+            return float(v) if isinstance(v, (int, float)) else nan
+
+        self.drift_window.set(num(drift.get("window_events")))
+        for data, shares in (drift.get("kinds") or {}).items():
+            for kind in sorted(set(shares) | {"view", "click", "cart", "purchase", "rating", "impression"}):
+                self.drift_kind_share.labels(kind, data).set(num(shares.get(kind, 0.0)))
+        self.drift_kind_tv.set(num(drift.get("kind_mix_tv")))
+        for measure, key in (("js", "item_js"), ("js_baseline", "item_js_baseline"), ("tv", "item_tv")):
+            self.drift_items.labels(measure).set(num(drift.get(key)))
+        for items, key in (("unknown", "unknown_item_share"), ("cold", "cold_item_share")):
+            self.drift_item_share.labels(items).set(num(drift.get(key)))
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
