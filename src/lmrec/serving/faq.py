@@ -139,6 +139,7 @@ def add_faq_routes(app: Any, st: Any) -> None:
     @app.get("/faq", response_model=s.FaqOut, tags=["faq"], dependencies=[Read], responses=_ERRORS)
     async def faq(engine: Engine,
                   q: Annotated[str, Query(min_length=1, max_length=s.MAX_FAQ_QUESTION_LEN,
+                                          json_schema_extra={"pattern": s.FAQ_TEXT_PATTERN},
                                           description="the customer's question (any language the encoder knows)")],
                   k: Annotated[int, Query(ge=1, le=s.MAX_FAQ_K, description="the answer and up to k - 1 "
                                           "alternatives")] = 3) -> Response:

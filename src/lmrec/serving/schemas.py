@@ -503,7 +503,21 @@ MAX_FAQ_QUESTION_LEN = 512   # lmrec.faq.MAX_QUESTION_CHARS
 MAX_FAQ_ANSWER_LEN = 10_000
 MAX_FAQ_QUESTIONS = 50
 MAX_FAQ_K = 20
-FaqText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FAQ_QUESTION_LEN), AfterValidator(_no_nul)]
+#: FAQ texts: no NUL (no store keeps it) and not blank; checked with a readable reason, pattern in the schema
+FAQ_TEXT_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def check_faq_text(value: str) -> str:
+    _no_nul(value)
+    if not value.strip():
+        raise ValueError("is blank")
+    return value
+
+
+FaqText = Annotated[str, Field(min_length=1, max_length=MAX_FAQ_QUESTION_LEN,
+                               json_schema_extra={"pattern": FAQ_TEXT_PATTERN}), AfterValidator(check_faq_text)]
+_FaqShort = Annotated[str, Field(max_length=200, json_schema_extra={"pattern": NO_NUL_PATTERN}), AfterValidator(_no_nul)]
 
 
 class FaqMatchOut(BaseModel):
@@ -533,24 +547,10 @@ class FaqOut(BaseModel):
 class FaqEntryIn(_Strict):
     questions: list[FaqText] = Field(min_length=1, max_length=MAX_FAQ_QUESTIONS,
                                      description="the question wordings that lead to this answer")
-    answer: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FAQ_ANSWER_LEN), AfterValidator(_no_nul)]
-    intent: Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)] = ""
-    language: Annotated[str, StringConstraints(max_length=20), AfterValidator(_no_nul)] = ""
-
-    @field_validator("questions")
-    @classmethod
-    def _not_blank(cls, v: list[str]) -> list[str]:
-        for n, q in enumerate(v):
-            if not q.strip():
-                raise ValueError(f"question {n} is blank")
-        return v
-
-    @field_validator("answer")
-    @classmethod
-    def _answer_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("the answer is blank")
-        return v
+    answer: Annotated[str, Field(min_length=1, max_length=MAX_FAQ_ANSWER_LEN,
+                                 json_schema_extra={"pattern": FAQ_TEXT_PATTERN}), AfterValidator(check_faq_text)]
+    intent: _FaqShort = ""
+    language: _FaqShort = ""
 
 
 class FaqEntryOut(BaseModel):
