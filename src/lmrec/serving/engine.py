@@ -182,6 +182,7 @@ class Engine:
         try:
             eng.store = open_store(cfg.resolved_store_url())
             eng.store.origin = eng.worker_id
+            eng.store.prune_changes(time.time() - 86_400.0)   # the feed only serves workers already running
             eng._change_seq = eng.store.last_change_seq()   # what the catalog read below includes
             eng.encoders = EngineEncoders(cfg.encoder, cfg.query_encoder, threads=cfg.encoder_threads,
                                           cache_dir=cfg.embedding_cache or cfg.home / "embeddings")
