@@ -140,6 +140,14 @@ def test_a_version_activated_through_one_engine_is_served_by_the_other(pair: tup
     # B's training announces to A the same way; one training at a time across the two
     v3 = b.train()
     within(5.0, lambda: a.model_version == v3, "the version trained through B served by A")
+    # an A/B experiment started through A is served by B (same hashed buckets), and stopped
+    a.start_experiment("ab", first, v3, split=0.5)
+    within(5.0, lambda: (b.stats()["experiment"] or {}).get("name") == "ab", "A's experiment running in B")
+    users = [f"u{n}" for n in range(20)]
+    assert [a.recommend(u, k=3).model_version for u in users] == [b.recommend(u, k=3).model_version for u in users]
+    assert {b.recommend(u, k=3).model_version for u in users} == {first, v3}
+    a.stop_experiment()
+    within(5.0, lambda: b.stats()["experiment"] is None, "A's experiment stopped in B")
 
 
 def free_port() -> int:

@@ -462,12 +462,14 @@ class Engine:
         """Fold in what other processes wrote to the shared store since the last call: item
         upserts / deletions and user erasures from the change feed (re-read from the store and
         applied as a local write applies them; this engine's own changes are skipped), then
-        their events (`sync`), then the version another worker activated. Returns the counts."""
-        done = {"events": 0, "items": 0, "users": 0, "versions": 0}
+        their events (`sync`), then an A/B experiment started or stopped and the version another
+        worker activated (both from the shared home folder). Returns the counts."""
+        done = {"events": 0, "items": 0, "users": 0, "versions": 0, "experiments": 0}
         changes = self.store.changes(after_seq=self._change_seq)
         items: dict[str, None] = {}
         users: dict[str, None] = {}
         version = None
+        experiment = False
         for _, kind, key, origin in changes:
             if origin == self.worker_id:
                 continue
@@ -477,6 +479,8 @@ class Engine:
                 users[key] = None
             elif kind == "version":
                 version = key
+            elif kind == "experiment":
+                experiment = True
         if items:
             with self._write:   # read under the writer mutex: a local write cannot slip in between
                 records = [r for r in (self.store.get_item(i) for i in items) if r is not None]
@@ -493,6 +497,13 @@ class Engine:
         if changes:
             self._change_seq = max(self._change_seq, changes[-1][0])
         done["events"] = self.sync()
+        if experiment:   # started or stopped elsewhere: the home's experiment file says which
+            with self._write:
+                exp = load_experiment(self.config.home)
+                running = self._load_variants(exp) if exp is not None and exp.running else None
+                with self._lock.write():
+                    self._experiment = running
+            done["experiments"] = 1
         if version is not None and version != self.model_version:
             try:
                 self._activate(load_version(self.models_dir, version), announce=False)
@@ -765,6 +776,7 @@ class Engine:
             save_experiment(self.config.home, exp)
             with self._lock.write():
                 self._experiment = running
+            self.store.log_change("experiment", name)
         return exp
 
     def stop_experiment(self) -> Experiment | None:
@@ -777,6 +789,7 @@ class Engine:
             save_experiment(self.config.home, exp)
             with self._lock.write():
                 self._experiment = None
+            self.store.log_change("experiment", exp.name)
         return exp
 
     def experiment_report(self, window_s: float = 3600.0) -> dict[str, Any] | None:
