@@ -136,6 +136,20 @@ class CachedScorer:
         return np.array([self.cache[(query, t)] for t in texts], np.float32)
 
 
+def _enough(groups: list[RelevanceGroup], pairs: int) -> list[RelevanceGroup]:
+    """A seeded random subset of groups holding about `pairs` texts (all when pairs <= 0)."""
+    if pairs <= 0:
+        return groups
+    order = np.random.default_rng(7).permutation(len(groups))
+    out, n = [], 0
+    for i in order:
+        if n >= pairs:
+            break
+        out.append(groups[int(i)])
+        n += len(groups[int(i)].texts)
+    return out
+
+
 class Setup:
     """Data, split, first stages; models trained on demand."""
 
@@ -163,10 +177,11 @@ class Setup:
             t0 = time.time()
             if name == "minilm":
                 enc: Any = BenchEncoder("minilm")
-            else:  # the fine-tuned folder: encoded live (no cache entry can go stale across retrains)
-                from lmrec.text.registry import get_encoder
+            else:  # a fine-tuned folder, as served: its int8 ONNX export (encoded live: no cache entry goes stale)
+                from lmrec.text.onnx import OnnxEncoder, export_onnx
 
-                enc = get_encoder(f"st:{name}", threads=1)
+                enc = OnnxEncoder(export_onnx(name, Path(name) / "onnx", quantize="int8"), threads=1,
+                                  name=f"onnx-int8:{Path(name).name}")
             self._dense[name] = DenseRetriever(enc, name=f"dense:{label}", batch_size=128).fit(self.texts)
             log.info("encoded %d products with %s (%.0f s)", len(self.texts), self._dense[name].name,
                      time.time() - t0)
@@ -236,6 +251,7 @@ class Setup:
             return json.loads((out / "lmrec_finetune.json").read_text())
         teacher = CrossEncoderModel(self.ce_path(), backend="onnx")
         train, _ = self.groups()
+        train = _enough(train, self.args.distil_steps * 32 // 6 * 10)  # groups for the steps it can take
         t0 = time.time()
         triples = margin_triples(train, teacher, max_per_group=6)
         log.info("distilled bi-encoder: %d teacher margins (%.0f s)", len(triples), time.time() - t0)
@@ -258,6 +274,7 @@ class Setup:
         sliced = slice_layers(self.ce_path(), self.args.student_layers, self.work / "ce-sliced")
         teacher = CrossEncoderModel(self.ce_path(), backend="onnx")
         train, val = self.groups()
+        train = _enough(train, self.args.student_steps * 32)  # the pairs it can see: the teacher scores only those
         t0 = time.time()
         soft = []
         for g in train:
