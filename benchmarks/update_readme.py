@@ -52,6 +52,13 @@ SECTIONS = [
      "same test users. Parts run separately (`--part`); the notes under the table summarise each."),
     ("two_tower", "Two-tower recommender (frozen LM item tower + MLP)", ""),
     ("finetune_search", "Fine-tuning the bi-encoder on Home Depot queries", ""),
+    ("cross_encoder", "Home Depot: cross-encoder re-rankers, distilled and pruned students",
+     "All 2,359 test queries of the 80/20 query split, the whole 54,667-product catalog; re-rankers re-score "
+     "the first stage's top N; deltas are paired-bootstrap differences (95% CI) to the zero-shot hybrid. "
+     "Latency: one thread, on a machine shared with other jobs. See docs/relevance.md."),
+    ("search_service", "Search through the HTTP API, with and without the cross-encoder", ""),
+    ("qbqtc_finetune", "QBQTC (Chinese): the trainable multilingual-e5-small, fine-tuned", ""),
+    ("faq", "Customer-service FAQ answers (Bitext): retrieval, re-ranking, abstention", ""),
     ("pipeline", "Multi-stage pipeline: recall -> merge -> rank -> re-rank", ""),
     ("fairness", "Popularity bias and fairness: exposure, long tail, user groups",
      "gini@10: Gini of the items' top-10 appearances over the catalog; longtail@10: share of top-10 slots "
@@ -69,6 +76,7 @@ SECTIONS = [
     ("stream_ingest", "Event streams: NATS JetStream and Redis Streams into the engine", ""),
     ("realtime", "Serving engine in process: latency and event-to-effect", ""),
     ("service", "HTTP service under load", ""),
+    ("workers", "Several workers over one PostgreSQL store", ""),
 ]
 
 
