@@ -27,7 +27,7 @@ stopping on the groups of --ce-val validation questions, re-ranking the first st
 `<cache_dir>/finetuned/bitext-faq-*` (outside the repository). A plot of the test
 precision-coverage curves is written beside the results (`faq_precision_coverage.png`).
 
-    python benchmarks/faq.py                                   # ~25 minutes on 2 shared cores
+    python benchmarks/faq.py                                   # ~30 minutes on 2 shared cores
     python benchmarks/faq.py --bi-steps 5 --ce-steps 5 --test 200 --name faq_smoke   # a quick check
 """
 
@@ -132,7 +132,7 @@ def plot(curves: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("answered precision (right intent)")
     ax.set_ylim(0.85, 1.001)
     ax.set_xlim(0.0, 1.0)
-    ax.set_title("bitext-faq test: abstain threshold (dots: threshold chosen on validation for 0.97)")
+    ax.set_title("bitext-faq test: abstain threshold (dots: threshold chosen on validation for 0.97)", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
