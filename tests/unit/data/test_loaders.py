@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lmrec.data.loaders import (
-    DATASETS, INTERACTION_DATASETS, RELEVANCE_SETS, dataset_folder, load_dataset, load_relevance,
+    DATASETS, FAQ_SETS, INTERACTION_DATASETS, RELEVANCE_SETS, dataset_folder, load_dataset, load_relevance,
 )
 from lmrec.data.loaders.amazon import split_item_text
 
@@ -14,7 +14,8 @@ from lmrec.data.loaders.amazon import split_item_text
 def test_registry_names_and_folders(tmp_path):
     assert set(INTERACTION_DATASETS) == {"ml-100k", "ml-latest-small", "ml-1m", "amazon-scientific"}
     assert set(RELEVANCE_SETS) == {"homedepot", "qbqtc"}
-    assert set(DATASETS) == set(INTERACTION_DATASETS) | set(RELEVANCE_SETS)
+    assert set(FAQ_SETS) == {"bitext-faq"}
+    assert set(DATASETS) == set(INTERACTION_DATASETS) | set(RELEVANCE_SETS) | set(FAQ_SETS)
     assert dataset_folder("ml-1m", tmp_path) == tmp_path / "movielens-1m"
     assert dataset_folder("qbqtc", tmp_path).name == "qbqtc-zh-search-relevance"
 
