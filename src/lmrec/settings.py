@@ -68,6 +68,9 @@ class Settings(BaseSettings):
                                                               "made elsewhere takes effect within this time")
     rate_limit_rps: float = Field(100.0, ge=0, description="sustained requests per second per key (0: no limit)")
     rate_limit_burst: int = Field(200, ge=1, description="requests a key may make at once after being idle")
+    auth_failure_rps: float = Field(0.2, ge=0, description="failed authentications (401) per second per client "
+                                                           "address; past auth_failure_burst they get 429 (0: no limit)")
+    auth_failure_burst: int = Field(20, ge=1, description="failed authentications a client address may make at once")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="larger request bodies get 413")
     max_batch: int = Field(1000, ge=1, le=100_000, description="most events / items in one request")
     max_future_seconds: float = Field(86_400.0, ge=0, description="event times further than this past the "

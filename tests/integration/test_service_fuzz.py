@@ -29,7 +29,7 @@ MAX_EXAMPLES = 20
 # the app is built at import (cheap: no engine yet), so that its schema can parametrize the test
 _HOME = tempfile.TemporaryDirectory(prefix="lmrec-fuzz-")
 APP = create_app(ServiceConfig(engine={"home": Path(_HOME.name), "encoder": "fake", "index": "flat"},
-                               rate_limit_rps=0, auth_cache_seconds=60))   # the fuzzer must reach the handlers
+                               rate_limit_rps=0, auth_failure_rps=0, auth_cache_seconds=60))   # the fuzzer must reach the handlers
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 _STATE: dict[str, str] = {}
 

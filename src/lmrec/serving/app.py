@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -76,6 +76,8 @@ class _State:
     loader: threading.Thread | None = None
     owns_engine: bool = False
     ranking_limiter: Any = None
+    # failed authentications per client address (401s): a stricter bucket than `limiter`
+    auth_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0.0, 1))
 
     def attach(self, engine: Any) -> None:
         """Serve `engine`; API keys are read from its record store (they live beside the events)."""
@@ -160,8 +162,14 @@ def require(scope: str) -> Callable[..., Principal]:
         else:
             key = bearer.credentials if bearer else api_key
             # a recently verified key is checked in the event loop; only a store read goes to a thread
-            principal = (st.verifier.verify_cached(key) if st.verifier is not None and key else None) \
-                or await run_in_threadpool(_authenticate, st, key)
+            principal = st.verifier.verify_cached(key) if st.verifier is not None and key else None
+            if principal is None:
+                try:
+                    principal = await run_in_threadpool(_authenticate, st, key)
+                except ApiError as e:
+                    if e.status == 401:
+                        _count_auth_failure(st, request)
+                    raise
             client = principal.key_id
             if not principal.allows(scope):
                 raise ApiError(403, "forbidden", f"API key {principal.key_id!r} ({principal.name}) lacks the "
@@ -177,6 +185,18 @@ def require(scope: str) -> Callable[..., Principal]:
 
     dependency.__name__ = f"require_{scope}"
     return dependency
+
+
+def _count_auth_failure(st: _State, request: Request) -> None:
+    """Charge a failed authentication to the client address's bucket: past its burst the
+    answer is 429 instead of 401 (key guessing and misconfigured clients are slowed down;
+    requests with a valid key never touch this bucket)."""
+    wait = st.auth_limiter.acquire(request.client.host if request.client else "unknown")
+    if wait is not None:
+        st.metrics.rate_limited.inc()
+        raise ApiError(429, "rate_limited", f"too many failed authentications from this address (limit "
+                       f"{st.auth_limiter.rate:g}/s, burst {st.auth_limiter.burst}); retry in {wait:.2f} s",
+                       {"Retry-After": retry_after_header(wait)})
 
 
 def _authenticate(st: _State, key: str | None) -> Principal:
@@ -275,7 +295,8 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
     config = config if config is not None else ServiceConfig()  # type: ignore[call-arg]  # from LMREC_* env
     key = config.log_hash_key.get_secret_value() if config.log_hash_key else None
     st = _State(config=config, metrics=ServiceMetrics(), masker=Masker(key, raw=config.log_raw_ids),
-                limiter=RateLimiter(config.rate_limit_rps, config.rate_limit_burst))
+                limiter=RateLimiter(config.rate_limit_rps, config.rate_limit_burst),
+                auth_limiter=RateLimiter(config.auth_failure_rps, config.auth_failure_burst))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
