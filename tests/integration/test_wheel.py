@@ -65,6 +65,7 @@ def test_wheel_holds_configs_demo_catalog_and_license(installed: tuple[Path, dic
     shipped = {p.name for p in (ROOT / "src" / "lmrec" / "configs").glob("*.toml")}
     assert shipped and {f"lmrec/configs/{n}" for n in shipped} <= names
     assert "lmrec/serving/data/demo_catalog.jsonl" in names and "lmrec/py.typed" in names
+    assert {f"lmrec/serving/console/{n}" for n in ("index.html", "console.js", "console.css")} <= names
     license_file = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
     text = zipfile.ZipFile(installed[2]).read(license_file).decode()
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text

@@ -378,6 +378,9 @@ def create_app(config: ServiceConfig | None = None, engine: Any = None) -> FastA
 
     add_faq_routes(app, st)   # GET /faq, /admin/faq
 
+    from lmrec.serving.console import add_console
+
+    add_console(app)          # GET /ui: the web console (/ redirects to it)
     add_docs_pages(app)
     return app
 
