@@ -26,7 +26,7 @@ app.command("recommend")(serve_cmd.recommend_command)
 app.command("pipeline")(pipeline_cmd.pipeline_command)
 app.command("finetune-encoder")(finetune_cmd.finetune_encoder_command)
 app.command("finetune-cross-encoder")(cross_encoder_cmd.finetune_cross_encoder_command)
-app.add_typer(ray_cmd.app, name="ray", help="Distributed batch jobs on Ray: embed, eval, train.")
+app.add_typer(ray_cmd.app, name="ray", help="Distributed jobs on Ray: embed, eval, train, serve (autoscaled replicas).")
 
 
 def main() -> None:  # pragma: no cover - console entry point

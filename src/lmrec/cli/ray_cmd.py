@@ -3,9 +3,11 @@
     lmrec ray embed --dataset ml-1m --encoder minilm --workers 4
     lmrec ray eval  --dataset ml-1m --model ease --params lam=500 --shards 4
     lmrec ray train --dataset ml-100k --params epochs=20 --workers 2 --out runs/sasrec-ddp
+    lmrec ray serve --home ./shop --store-url postgresql://... --min-replicas 1 --max-replicas 4
 
 Each starts a local Ray cluster for the job (`--address` joins a running one instead: `auto`
-or `ray://host:10001`) and prints one progress line per step.
+or `ray://host:10001`) and prints one progress line per step. `serve` runs the HTTP service as
+Ray Serve replicas with an autoscaling config until interrupted (lmrec.distributed.serve).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import typer
 from lmrec.cli.common import console, fail, load_named_dataset, one_line, parse_params
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Distributed batch jobs on Ray: embed a catalog, evaluate over user shards, DDP training.")
+                  help="Distributed jobs on Ray: embed a catalog, evaluate over user shards, DDP training, "
+                       "and the service as autoscaled Ray Serve replicas.")
 
 _ADDRESS = typer.Option(None, "--address", help="Ray cluster to join ('auto', 'ray://host:10001'); "
                                                 "default: start a local one for this command.")
@@ -179,3 +182,105 @@ def train_command(
         except ValueError as e:
             raise fail(one_line(e)) from None
     _line(f"saved to {out} ({json.dumps(model.training_summary())})")
+
+
+@app.command("serve")
+def serve_command(
+    home: Optional[Path] = typer.Option(None, "--home", help="Service home shared by the replicas (index/, models/); "
+                                        "on several machines a shared folder."),
+    store_url: Optional[str] = typer.Option(None, "--store-url", help="The shared store: postgresql://... (or a "
+                                            "sqlite:///file.db when every replica runs on this machine)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config (as for `lmrec serve`)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="minilm | e5-small | minilm-int8 | fake ..."),
+    index: Optional[str] = typer.Option(None, "--index", help="flat | hnsw"),
+    host: Optional[str] = typer.Option(None, "--host", help="Address of Serve's HTTP proxy (default 127.0.0.1, "
+                                       "or LMREC_HOST)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port of Serve's HTTP proxy (default 8000, or "
+                                       "LMREC_PORT)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without API keys (local demo only)."),
+    events: Optional[str] = typer.Option(None, "--events", help="Each replica also consumes this stream (one "
+                                         "durable consumer / group: the replicas split it)."),
+    min_replicas: int = typer.Option(1, "--min-replicas", min=0, help="Fewest replicas the autoscaler keeps."),
+    max_replicas: int = typer.Option(2, "--max-replicas", min=1, help="Most replicas the autoscaler starts."),
+    initial_replicas: Optional[int] = typer.Option(None, "--initial-replicas", min=0,
+                                                   help="Replicas started first (default: --min-replicas)."),
+    target_ongoing: float = typer.Option(2.0, "--target-ongoing-requests", help="Requests in flight per replica "
+                                         "the autoscaler aims at (more: add replicas; fewer: remove them)."),
+    max_ongoing: int = typer.Option(8, "--max-ongoing-requests", min=1, help="Requests one replica takes at once; "
+                                    "the proxy queues the others."),
+    upscale_delay: float = typer.Option(30.0, "--upscale-delay", min=0, help="Seconds above the target before "
+                                        "adding a replica."),
+    downscale_delay: float = typer.Option(600.0, "--downscale-delay", min=0, help="Seconds below the target "
+                                          "before removing one."),
+    replica_cpus: float = typer.Option(1.0, "--replica-cpus", min=0, help="CPUs each replica reserves."),
+    detach: bool = typer.Option(False, "--detach", help="With --address: deploy, wait for a ready replica and "
+                                "exit, leaving the replicas running in the cluster (`serve shutdown` stops them)."),
+    log_level: str = typer.Option("warning", "--log-level", help="The replicas' log level: debug | info | "
+                                  "warning | error"),
+    address: Optional[str] = _ADDRESS,
+    cpus: Optional[int] = _CPUS,
+) -> None:
+    """Run the HTTP service as Ray Serve replicas over a shared store, with an autoscaling config.
+
+    Each replica runs the app of `lmrec serve` with its own engine and follows the others'
+    writes through the store (as `lmrec serve --workers`); Serve's HTTP proxy on --host:--port
+    spreads the requests. Runs until Ctrl-C / SIGTERM, which deletes the replicas (unless
+    --detach)."""
+    import signal
+
+    from lmrec.cli.service_cmd import build_config, check_port, check_tls, open_store_or_fail
+
+    if detach and address is None:
+        raise fail("--detach needs --address (a cluster that outlives this command)")
+    try:
+        from lmrec.distributed.serve import ReplicaOptions, require_serve
+
+        require_serve()
+        opts = ReplicaOptions(min_replicas=min_replicas, max_replicas=max_replicas,
+                              initial_replicas=initial_replicas, target_ongoing_requests=target_ongoing,
+                              max_ongoing_requests=max_ongoing, upscale_delay_s=upscale_delay,
+                              downscale_delay_s=downscale_delay, replica_cpus=replica_cpus)
+    except (ImportError, ValueError) as e:
+        raise fail(str(e)) from None
+    cfg = build_config(home, host=host, port=port, store_url=store_url, encoder=encoder, index=index,
+                       no_auth=no_auth, config=config, events_url=events)
+    try:
+        from lmrec.serving.workers import check_shared_store
+
+        check_shared_store(cfg.store_url())
+    except ValueError as e:
+        raise fail(str(e).replace("--workers", "Ray Serve replicas")) from None
+    if address is None:
+        check_port(cfg.host, cfg.port)
+    check_tls(cfg)
+    open_store_or_fail(cfg.store_url()).close()
+    if not cfg.auth_enabled:
+        console.print("[bold yellow]warning:[/] authentication is OFF (--no-auth): anyone who can reach "
+                      f"{cfg.host}:{cfg.port} can read and write. Use this for local demos only.")
+    from lmrec.distributed.serve import deploy, undeploy
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with _session(address, cpus):
+        signal.signal(signal.SIGTERM, _stop)   # after ray.init, whose own handler exits at once
+        _line(f"deploying {opts.initial_replicas or max(opts.min_replicas, 1)} replica(s) (autoscaling "
+              f"{opts.min_replicas}..{opts.max_replicas}, target {opts.target_ongoing_requests:g} ongoing "
+              f"requests per replica) over {cfg.store_url().split('?')[0]}")
+        try:
+            deploy(cfg, opts, log_level=log_level)
+        except (ValueError, RuntimeError) as e:
+            raise fail(one_line(e)) from None
+        scheme = "https" if cfg.ssl_certfile else "http"
+        _line(f"serving through Ray Serve's proxy on {scheme}://{cfg.host}:{cfg.port}")
+        if detach:
+            _line("detached: the replicas keep running in the cluster (`serve shutdown` or "
+                  "`serve.delete('lmrec')` stops them)")
+            return
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            _line("stopping the replicas")
+        finally:
+            undeploy()

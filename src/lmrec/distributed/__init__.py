@@ -4,7 +4,9 @@
 - `evaluate_sharded`: the full-ranking evaluation over user shards in Ray tasks;
 - `train_sasrec_ddp`: data-parallel training of SASRec (torch DDP, gloo) in Ray Train workers
   or plain processes;
-- `ray_session`: start or join a cluster for the duration of a block.
+- `ray_session`: start or join a cluster for the duration of a block;
+- `lmrec.distributed.serve`: the HTTP service as Ray Serve replicas over a shared store, with an
+  autoscaling config (`lmrec ray serve`).
 
 Each job's result equals the single-process path's (tests/integration/test_ray.py). Importing
 this package does not import Ray; calling a job without it raises an ImportError naming the
