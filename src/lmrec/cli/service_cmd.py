@@ -683,7 +683,7 @@ def _print_curl(config: Any, key: str, examples: list[Example]) -> None:
     for ex in examples:
         console.print(f"[dim]# {ex.title}[/]")
         typer.echo(ex.curl(base))
-    console.print(f"\nAPI docs: {base}/docs   readiness: {base}/ready   metrics: {base}/metrics\n")
+    console.print(f"\nconsole: {base}/ui   API docs: {base}/docs   readiness: {base}/ready   metrics: {base}/metrics\n")
 
 
 def run_smoke(config: Any, key: str, examples: list[Example], timeout_s: float = 600.0) -> int:

@@ -273,7 +273,7 @@
 
   function table(node, head, rows) {
     clear(node, el("tr", {}, ...head.map((h) => el("th", { scope: "col" }, h))),
-          ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c instanceof Node ? c : fmt(c))))));
+          ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", { class: c instanceof Node ? "bar-cell" : null }, c instanceof Node ? c : fmt(c))))));
   }
 
   function bar(share) { const b = el("div", { class: "bar" }); b.style.width = Math.round(100 * share) + "%"; return b; }
@@ -282,7 +282,7 @@
     if (!state.key) { $("status-note").textContent = "Enter an API key first."; return; }
     if (!state.admin) {
       $("status-note").textContent = "Service status and metrics need a key with the admin scope.";
-      clear($("status-cards")); clear($("routes")); clear($("drift")); clear($("training"));
+      clear($("status-cards")); clear($("routes")); clear($("stages")); clear($("drift")); clear($("training"));
       return;
     }
     await guarded(async () => {
@@ -293,7 +293,9 @@
                      ["Ready", st.ready ? "yes" : "no"]];
       clear($("status-cards"), ...cards.map(([k, v]) => el("div", { class: "stat" }, el("div", { class: "label" }, k), el("div", { class: "value" }, fmt(v)))));
       const tr = st.training || {};
-      table($("training"), ["Field", "Value"], Object.entries(tr).map(([k, v]) => [k, typeof v === "object" && v !== null ? JSON.stringify(v) : v]));
+      const shown = (k, v) => (typeof v === "number" && /_at$/.test(k) ? new Date(v * 1000).toLocaleString("en-GB")
+                               : typeof v === "object" && v !== null ? JSON.stringify(v) : v);
+      table($("training"), ["Field", "Value"], Object.entries(tr).map(([k, v]) => [k.replace(/_/g, " "), shown(k, v)]));
       const d = st.drift || {};
       table($("drift"), ["Measure", "Value"], [["events in window", d.window_events], ["training events", d.training_events],
             ["kind mix TV distance", d.kind_mix_tv], ["item popularity JS", d.item_js], ["JS baseline", d.item_js_baseline],
@@ -305,7 +307,7 @@
         const ms = parseMetrics(await r.text());
         const routes = {};
         for (const m of ms) {
-          const route = m.labels.route;
+          const route = m.labels.route === "unmatched" ? "other paths (console files, 404s)" : m.labels.route;
           if (!route) continue;
           const row = routes[route] = routes[route] || { n: 0, errors: 0, sum: 0, count: 0 };
           if (m.name.endsWith("http_requests_total")) { row.n += m.value; if (/^[45]/.test(m.labels.status || "")) row.errors += m.value; }
@@ -315,7 +317,20 @@
         const max = Math.max(1, ...Object.values(routes).map((r) => r.n));
         table($("routes"), ["Route", "Requests", "Errors", "Mean ms", ""],
               Object.entries(routes).sort((a, b) => b[1].n - a[1].n).slice(0, 14)
-                .map(([k, r]) => [k, r.n, r.errors, r.count ? 1000 * r.sum / r.count : null, bar(r.n / max)]));
+                .map(([k, r]) => [k, r.n, r.errors, r.count ? (1000 * r.sum / r.count).toFixed(1) : null, bar(r.n / max)]));
+        const stages = {};
+        for (const m of ms) {
+          if (!m.labels.stage || !m.labels.endpoint) continue;
+          const key = m.labels.endpoint + " · " + m.labels.stage;
+          const row = stages[key] = stages[key] || { sum: 0, count: 0 };
+          if (m.name.endsWith("stage_duration_seconds_sum")) row.sum += m.value;
+          if (m.name.endsWith("stage_duration_seconds_count")) row.count += m.value;
+        }
+        const mean = (r) => (r.count ? 1000 * r.sum / r.count : 0);
+        const slowest = Math.max(0.001, ...Object.values(stages).map(mean));
+        table($("stages"), ["Endpoint · stage", "Calls", "Mean ms", ""],
+              Object.entries(stages).filter(([, r]) => r.count).sort((a, b) => mean(b[1]) - mean(a[1])).slice(0, 12)
+                .map(([k, r]) => [k, r.count, mean(r).toFixed(2), bar(mean(r) / slowest)]));
         const events = ms.filter((m) => m.name.endsWith("events_ingested_total")).reduce((a, m) => a + m.value, 0);
         const now = Date.now();
         if (state.lastMetrics) {
@@ -324,7 +339,7 @@
         } else note += " Events ingested by this process: " + fmt(events) + ".";
         state.lastMetrics = { events, at: now };
       } catch (e) {
-        clear($("routes"));
+        clear($("routes")); clear($("stages"));
         note += " Request metrics are not available to this key.";
       }
       $("status-note").textContent = note;
