@@ -11,6 +11,15 @@ matrix and a manifest with a fingerprint of the catalog (ids, texts, availabilit
 index parameters). `Engine.open` reloads it when the fingerprint matches the store's catalog,
 and rebuilds (re-encoding only cache misses) otherwise.
 
+Journal (`start_journal`): every change the index takes after the last save (or load) is
+appended to `<home>/index.journal`: the item ids given new slots, the vectors added as one call
+and the slots removed, in order. After a crash (no save at close) `replay_journal` applies them
+to the saved index, which rebuilds the graph the process served, tombstones, insertion order and
+HNSW levels included (a full rebuild gives an equally good but different HNSW graph, so some
+rankings would change across the crash). The engine checks the result against the store's
+catalog and rebuilds when they disagree (e.g. a write committed but killed before its journal
+record).
+
 Not thread-safe on its own: reads under the engine's read lock, `apply_*` under its write lock.
 """
 
@@ -111,6 +120,8 @@ class Catalog:
         self.index: BaseVectorIndex = build_index(index_kind, self.dim, **self.index_params)
         self.keyword = LiveBM25(write_lock, rebuild_fraction=bm25_rebuild_fraction, rebuild_min=bm25_rebuild_min,
                                 background=bm25_background)
+        self.journal: IndexJournal | None = None
+        self.saved_as: str | None = None   # config hash of the saved folder the index equals (None: empty)
 
     # --- reads --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -195,8 +206,10 @@ class Catalog:
         whose text and availability did not change keeps its index entries (re-syncing a
         catalog must not fill the HNSW graph with tombstones)."""
         self.dirty = True
-        slots, live, gone = [], [], []
+        slots, live, gone, new = [], [], [], []
         for rec, text, vec in zip(prepared.records, prepared.texts, prepared.vectors):
+            if rec.item_id not in self._slot:
+                new.append(rec.item_id)
             s = self._assign(rec.item_id)
             unchanged = self._records[s] is not None and self._texts[s] == text and bool(self._live[s]) == rec.available
             self._records[s], self._texts[s], self._vectors[s] = rec, text, vec
@@ -211,6 +224,9 @@ class Catalog:
         for s in gone:
             self.index.remove([s])
             self.keyword.remove(s)
+        if self.journal is not None:
+            self.journal.append({"op": "upsert", "new": new, "add": live, "remove": gone},
+                                self._vectors[live] if live else None)
         return slots
 
     def apply_delete(self, item_id: str) -> int | None:
@@ -223,6 +239,8 @@ class Catalog:
         self._live[s] = False
         self.index.remove([s])
         self.keyword.remove(s)
+        if self.journal is not None:
+            self.journal.append({"op": "delete", "slot": s})
         return s
 
     # --- building and persistence ------------------------------------------------------------
@@ -278,6 +296,7 @@ class Catalog:
                     "n_slots": len(self._ids), "n_items": len(records)}
         manifest["config_hash"] = config_hash(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        self.saved_as = manifest["config_hash"]
         old = folder.with_name(folder.name + ".old")
         if old.exists():
             shutil.rmtree(old)
@@ -287,7 +306,17 @@ class Catalog:
         if old.exists():
             shutil.rmtree(old)
         self.dirty = False
+        if self.journal is not None:   # the saved folder holds everything journaled so far
+            self.journal.restart(self.saved_as)
         return folder
+
+    def start_journal(self, path: Path) -> None:
+        """Journal every later index change to `path` (from the current state: the saved
+        folder it was loaded from or saved to, or an empty catalog)."""
+        if self.journal is not None:
+            self.journal.close()
+        self.journal = IndexJournal(Path(path), self.dim)
+        self.journal.restart(self.saved_as)
 
 
 @dataclass
@@ -297,6 +326,7 @@ class SavedCatalog:
     slots: list[str | None]
     vectors: np.ndarray
     index: BaseVectorIndex
+    saved_as: str | None = None   # the manifest's config hash
 
 
 def load_saved(folder: Path, records: Sequence[ItemRecord], texts: Sequence[str],
@@ -317,4 +347,79 @@ def load_saved(folder: Path, records: Sequence[ItemRecord], texts: Sequence[str]
         index = load_index(folder / "vectors")
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
-    return SavedCatalog(slots, vectors, index)
+    return SavedCatalog(slots, vectors, index, stored)
+
+
+class IndexJournal:
+    """Append-only file of index changes: a header line naming the base (the saved folder's
+    config hash, or null for an empty catalog), then one JSON line per change, followed by the
+    raw float32 vectors it added. Written before the engine answers; flushed to the OS (a
+    killed process loses nothing; a machine crash can lose the tail, which the check at open
+    then detects)."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path, self.dim = path, int(dim)
+        self._f: Any = None
+
+    def restart(self, base: str | None) -> None:
+        self.close()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._f = os.fdopen(fd, "wb")
+        self._write({"journal": 1, "base": base, "dim": self.dim}, None)
+
+    def append(self, record: dict[str, Any], vectors: np.ndarray | None = None) -> None:
+        if self._f is not None:
+            self._write(record, vectors)
+
+    def _write(self, record: dict[str, Any], vectors: np.ndarray | None) -> None:
+        blob = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        if vectors is not None:
+            blob += np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+        self._f.write(blob)   # one write: a record is whole or (killed mid-way) a short tail
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def replay_journal(path: Path, folder: Path, extra: dict[str, Any],
+                   new_index: Callable[[], BaseVectorIndex]) -> tuple[list[str | None], BaseVectorIndex] | None:
+    """(slots, index) of the saved catalog in `folder` (or an empty one from `new_index`)
+    with the journal at `path` applied: the index as the process that wrote the journal
+    served it. None when there is no journal or it does not belong to `folder`."""
+    try:
+        with open(path, "rb") as f:
+            head = json.loads(f.readline())
+            if head.get("journal") != 1 or head.get("dim") != extra["dim"]:
+                return None
+            if head["base"] is None:
+                slots: list[str | None] = []
+                index = new_index()
+            else:
+                manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+                if manifest.get("config_hash") != head["base"] or manifest.get("extra") != extra:
+                    return None
+                slots = json.loads((folder / "slots.json").read_text(encoding="utf-8"))
+                index = load_index(folder / "vectors")
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:   # a record cut short by a crash: the check decides
+                    break
+                if rec["op"] == "delete":
+                    slots[rec["slot"]] = None
+                    index.remove([rec["slot"]])
+                    continue
+                slots.extend(rec["new"])
+                if rec["add"]:
+                    raw = f.read(4 * extra["dim"] * len(rec["add"]))
+                    if len(raw) < 4 * extra["dim"] * len(rec["add"]):
+                        break
+                    index.add(rec["add"], np.frombuffer(raw, dtype="<f4").reshape(len(rec["add"]), extra["dim"]))
+                for s in rec["remove"]:
+                    index.remove([s])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, json.JSONDecodeError):
+        return None
+    return slots, index

@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from lmrec.serving import explain as _explain
-from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved
+from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved, replay_journal
 from lmrec.serving.drift import DriftMonitor
 from lmrec.serving.encoders import EngineEncoders
 from lmrec.serving.erasure import ErasureLog, forget_user
@@ -82,6 +82,7 @@ from lmrec.serving.search import fuse
 from lmrec.serving.sessions import SessionEvent, SessionRanking, session_ranking
 from lmrec.serving.versions import (Version, active_version, item_row, list_versions, load_version, mark_active,
                                     store_dataset, train_version)
+from lmrec.stores import build_index
 from lmrec.stores.base import blas_threads
 from lmrec.stores.records import (EventRecord, ItemRecord, RankingRecord, UserRecord, check_event,
                                   check_item, check_user)
@@ -155,7 +156,7 @@ class Engine:
         self._batch_cond = threading.Condition()
         self._batch_queue: list[_Pending] = []
         self._batch_busy = False
-        self.index_source = ""  # "loaded" (saved index matched the catalog) or "built" at open
+        self.index_source = ""  # at open: "loaded" (the saved index), "replayed" (it + the journal) or "built"
         self._experiment: RunningExperiment | None = None  # two versions served to user buckets
         self.cross_encoder: Any = None  # the /search re-ranker (lmrec.text.cross_encoder), when configured
         self.erasures = ErasureLog(config.home)  # users erased since the saved versions were fitted
@@ -258,14 +259,61 @@ class Engine:
             if self.config.index == "hnsw":
                 saved.index.ef_search = self.config.hnsw_ef_search  # type: ignore[attr-defined]
             self.catalog.build(PreparedItems(records, texts, vecs), slots=saved.slots, index=saved.index)
+            self.catalog.saved_as = saved.saved_as
             self.index_source = "loaded"
             log.info("loaded the saved index of %d items from %s", len(records), self.index_dir)
+            self._start_journal()
             return
-        self.index_source = "built"
         vecs = self.encoders.encode_items(texts, progress=self.config.progress)
-        self.catalog.build(PreparedItems(records, texts, vecs), build_threads=self.config.index_build_threads)
+        if self._replay_catalog(records, texts, vecs, extra):
+            self.index_source = "replayed"
+            log.info("rebuilt the index of %d items from %s and the changes journaled since", len(records),
+                     self.index_dir)
+        else:
+            self.index_source = "built"
+            self.catalog.build(PreparedItems(records, texts, vecs), build_threads=self.config.index_build_threads)
         if records:
             self.catalog.save(self.index_dir, extra)
+        self._start_journal()
+
+    @property
+    def _journal_path(self) -> Path:
+        return self.config.home / "index.journal"
+
+    def _start_journal(self) -> None:
+        # one writer per home: workers following a shared store each apply changes their own way
+        if self.config.follow_interval_s <= 0:
+            self.catalog.start_journal(self._journal_path)
+
+    def _replay_catalog(self, records: list[ItemRecord], texts: list[str], vecs: np.ndarray,
+                        extra: dict[str, Any]) -> bool:
+        """After a crash: the saved index with the journaled changes applied (the graph that was
+        served), when it holds exactly the store's catalog; False otherwise."""
+        if self.config.follow_interval_s > 0 or not self._journal_path.exists():
+            return False
+        params = {**self.catalog.index_params}
+        replayed = replay_journal(self._journal_path, self.index_dir, extra,
+                                  lambda: build_index(self.config.index, self.encoders.dim, **params))
+        if replayed is None:
+            return False
+        slots, index = replayed
+        pos = {item_id: s for s, item_id in enumerate(slots) if item_id is not None}
+        if len(pos) != len(records) or any(r.item_id not in pos for r in records):
+            return False
+        live = [(pos[r.item_id], j) for j, r in enumerate(records) if r.available]
+        live_slots = np.asarray(sorted(s for s, _ in live), dtype=np.int64)
+        if not np.array_equal(np.sort(index.ids()), live_slots):
+            return False
+        if live:   # each indexed vector is the current text's
+            got = index.get([s for s, _ in live])
+            want = vecs[[j for _, j in live]]
+            want = want / np.maximum(np.linalg.norm(want, axis=1, keepdims=True), 1e-12)
+            if not np.allclose(got, want, atol=1e-5):
+                return False
+        if self.config.index == "hnsw":
+            index.ef_search = self.config.hnsw_ef_search  # type: ignore[attr-defined]
+        self.catalog.build(PreparedItems(records, texts, vecs), slots=slots, index=index)
+        return True
 
     def _open_pipeline(self) -> None:
         """Serve, in this order: the pinned `model_version`; with a pipeline config chosen in
@@ -326,6 +374,9 @@ class Engine:
         self._release()
 
     def _release(self) -> None:
+        journal = getattr(getattr(self, "catalog", None), "journal", None)
+        if journal is not None:
+            journal.close()
         if self._rankings is not None:
             self._rankings.close()
         closer = getattr(getattr(self, "store", None), "close", None)

@@ -31,6 +31,9 @@ except ModuleNotFoundError as err:  # pragma: no cover - depends on the environm
 
 __all__ = ["FaissFlatIndex", "HNSWIndex"]
 
+#: seed of the HNSW level generator after a save or a load (faiss seeds a new graph with 12345)
+_LEVEL_SEED = 12345
+
 
 class _FaissIndex(BaseVectorIndex):
     """Thread setting shared by the faiss kinds."""
@@ -95,6 +98,9 @@ class HNSWIndex(_FaissIndex):
     Params: `M` (graph degree; 16 or 32), `ef_construction` (build beam), `ef_search` (search
     beam: recall against latency, settable later), `compact_ratio`, `threads`.
     Saved as index.faiss (graph and vectors) plus ids.npy (external id per graph slot, -1 dead).
+    faiss draws each new vector's graph level from a generator that index.faiss does not keep:
+    it is re-seeded on save and on load, so the same adds after either give the same graph
+    (replaying a catalog's changes onto its saved index rebuilds the live graph exactly).
 
     Example:
         >>> index = HNSWIndex(dim=384, M=32, ef_search=128)
@@ -189,9 +195,13 @@ class HNSWIndex(_FaissIndex):
         labels = self._label_ids[:self._index.ntotal]
         return labels[labels >= 0].copy()
 
+    def _reseed(self) -> None:
+        self._index.hnsw.rng = faiss.RandomGenerator(_LEVEL_SEED)
+
     def _save_arrays(self, path: Path) -> None:
         faiss.write_index(self._index, str(path / "index.faiss"))
         np.save(path / "ids.npy", self._label_ids[:self._index.ntotal])
+        self._reseed()   # as a loaded copy will be
 
     def _load_arrays(self, path: Path) -> None:
         index = faiss.read_index(str(path / "index.faiss"))
@@ -202,5 +212,6 @@ class HNSWIndex(_FaissIndex):
         ef = self.ef_search
         self._index, self._label_ids = index, labels
         self.ef_search = ef
+        self._reseed()
         live = np.flatnonzero(labels >= 0)
         self._slot = dict(zip(labels[live].tolist(), live.tolist()))

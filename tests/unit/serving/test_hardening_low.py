@@ -5,6 +5,7 @@ open."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from starlette.testclient import TestClient
@@ -55,3 +56,81 @@ def test_id_errors_name_the_field_and_give_a_reason(api: Api) -> None:
         details = r.json()["detail"]
         assert any(".".join(map(str, d["loc"])) == loc and reason in d["msg"] for d in details), (path, details)
         assert "\\x00-" not in r.text and "[^" not in r.text and len(r.text) < 600   # no regex quoted
+
+
+# ---- the index after a crash that follows catalog changes --------------------------------------------
+
+
+def _engine_config(home: Path, **kw):
+    from lmrec.serving.engine_config import EngineConfig
+
+    # save_index_on_close=False: close() then leaves the index folder as a SIGKILL would
+    return EngineConfig(home=home, store_url=f"sqlite:///{home}/lmrec.db", encoder="fake", index="hnsw",
+                        hnsw_ef_search=16, save_index_on_close=False, **kw)
+
+
+def _rankings(engine, item_ids: list[str]) -> list:
+    import numpy as np
+
+    queries = np.random.default_rng(7).standard_normal((60, engine.encoders.dim)).astype(np.float32)
+    raw = engine.catalog.index.search(queries, 10)[0].tolist()
+    similar = [tuple(x.item_id for x in engine.similar(i, 10).items) for i in item_ids]
+    return [raw, similar]
+
+
+def test_index_after_a_crash_serves_what_was_served(tmp_path: Path) -> None:
+    from lmrec.serving.engine import Engine
+    from lmrec.stores.records import ItemRecord
+    from test_api_helpers import toy_items
+
+    home = tmp_path / "home"
+    items = toy_items(400)
+    with Engine.open(_engine_config(home)) as engine:
+        engine.upsert_items(items)
+        engine.catalog.save(engine.index_dir, engine._index_extra())   # the index saved, as at a clean close
+    engine = Engine.open(_engine_config(home))
+    assert engine.index_source == "loaded"
+    # catalog changes after the save: new items, deletions, new texts, an item made unavailable
+    engine.upsert_items([ItemRecord(f"new{i}", title=f"fresh comedy {i}", categories=("Comedy",)) for i in range(40)])
+    for it in items[:30]:
+        engine.delete_item(it.item_id)
+    engine.upsert_items([ItemRecord(it.item_id, title=it.title + " remastered", categories=it.categories)
+                         for it in items[50:90]])
+    engine.upsert_items([ItemRecord(items[95].item_id, title=items[95].title, available=False)])
+    probe = [it.item_id for it in items[100:220]] + [f"new{i}" for i in range(0, 40, 4)]
+    served = _rankings(engine, probe)
+    engine.close()   # no save: the next open finds a stale index folder
+
+    with Engine.open(_engine_config(home)) as engine:
+        assert engine.index_source == "replayed"
+        assert _rankings(engine, probe) == served
+    # and again after that open (which saved the replayed index): still the same
+    with Engine.open(_engine_config(home)) as engine:
+        assert engine.index_source == "loaded"
+        assert _rankings(engine, probe) == served
+
+
+def test_a_change_missing_from_the_journal_rebuilds_deterministically(tmp_path: Path) -> None:
+    from lmrec.serving.engine import Engine
+    from lmrec.stores.records import ItemRecord
+    from test_api_helpers import toy_items
+
+    home = tmp_path / "home"
+    items = toy_items(300)
+    with Engine.open(_engine_config(home)) as engine:
+        engine.upsert_items(items)
+        engine.catalog.save(engine.index_dir, engine._index_extra())
+        engine.delete_item(items[0].item_id)
+        # committed, then killed before the catalog (and its journal) took it
+        engine.store.upsert_items([ItemRecord(items[1].item_id, title="changed behind the journal's back")])
+    probe = [it.item_id for it in items[10:80]]
+    runs = []
+    for _ in range(2):
+        with Engine.open(_engine_config(home)) as engine:
+            assert engine.index_source == "built"   # the journal replayed does not match the store: rebuilt
+            assert engine.get_item(items[1].item_id).title == "changed behind the journal's back"
+            assert engine.get_item(items[0].item_id) is None
+            runs.append(_rankings(engine, probe))
+        shutil.rmtree(home / "index")   # rebuild again from the same catalog
+        (home / "index.journal").unlink()
+    assert runs[0] == runs[1]
