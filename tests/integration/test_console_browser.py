@@ -133,6 +133,7 @@ def test_console_end_to_end(service: dict[str, Any], page: Any, shots: Path) -> 
     page.get_by_label("API key").fill("lmr_nope_nope")
     page.get_by_role("button", name="Use key").click()
     expect(page.get_by_role("alert")).to_contain_text("This key is not valid")
+    assert page.evaluate("sessionStorage.length") == 0                  # a refused key is not kept
 
     # the admin key: the catalog's first page, titles not ids
     page.get_by_label("API key").fill(service["admin"])
@@ -152,6 +153,14 @@ def test_console_end_to_end(service: dict[str, Any], page: Any, shots: Path) -> 
     expect(page.locator("#results-title")).to_have_text("Search: trail running shoe")
     expect(page.locator("#results li").first.locator(".why")).to_contain_text("via")
     assert page.locator("#results li .why", has_text="matched:").count() > 0
+    page.get_by_label("Search the catalog").fill("跑步鞋")                  # Chinese, same box
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#results-title")).to_have_text("Search: 跑步鞋")
+    expect(page.locator("#results li").first.locator(".why")).to_contain_text("matched: ")
+    assert any("跑步鞋" in t for t in page.locator("#results li .title").all_inner_texts())
+    page.get_by_label("Search the catalog").fill("trail running shoe")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#results-title")).to_have_text("Search: trail running shoe")
     page.locator("#results li .title").first.click()
     expect(page.locator("#similar li")).to_have_count(8)
     expect(page.locator("#item-detail h3")).not_to_be_empty()
@@ -203,11 +212,23 @@ def test_console_end_to_end(service: dict[str, Any], page: Any, shots: Path) -> 
     assert all((shots / f"console-{n}.png").stat().st_size > 10_000 for n in ("shop", "user", "status"))
 
 
-def test_console_read_key_sees_no_status(service: dict[str, Any], page: Any) -> None:
+def test_console_read_key_sees_no_status_and_cannot_post(service: dict[str, Any], page: Any) -> None:
+    from playwright.sync_api import expect
+
     page.goto(service["url"] + "/ui")
     page.get_by_label("API key").fill(service["read"])
     page.get_by_role("button", name="Use key").click()
-    page.wait_for_selector("#key-state:text('key ok')")
-    assert page.locator("#key-state").inner_text() == "key ok"
+    expect(page.locator("#key-state")).to_have_text("key ok")
     page.get_by_role("tab", name="Status").click()
-    page.wait_for_selector("#status-note:text('admin scope')")
+    expect(page.locator("#status-note")).to_contain_text("need a key with the admin scope")
+    # a click needs the write scope: the 403 is a sentence, and nothing is stored
+    user = _user_with_history(service)
+    n_events = service["engine"].store.count_events(user)
+    page.get_by_role("tab", name="User").click()
+    page.get_by_label("User id").fill(user)
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#recs li")).to_have_count(10)
+    page.locator("#recs li .title").first.click()
+    expect(page.get_by_role("alert")).to_contain_text("This key may not do that")
+    expect(page.get_by_role("alert")).to_contain_text("'write' scope")
+    assert service["engine"].store.count_events(user) == n_events

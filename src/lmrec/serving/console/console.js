@@ -120,7 +120,10 @@
       await api("GET", "/items?limit=1");
       return true;
     });
-    if (!ok) return;
+    if (!ok) {
+      sessionStorage.removeItem(KEY);   // a refused key is not kept for the next load
+      return;
+    }
     try { await api("GET", "/admin/stats"); state.admin = true; } catch (e) { state.admin = false; }
     setKeyState(state.admin ? "key ok (admin)" : "key ok");
     await detectFaq();
