@@ -134,3 +134,86 @@ def test_a_change_missing_from_the_journal_rebuilds_deterministically(tmp_path: 
         shutil.rmtree(home / "index")   # rebuild again from the same catalog
         (home / "index.journal").unlink()
     assert runs[0] == runs[1]
+
+
+# ---- Redis: events committed but not acknowledged at a crash -----------------------------------------
+
+
+def _redis_unreachable(url: str) -> str | None:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 6379), 2).close()
+    except OSError as e:
+        return f"Redis unreachable at {url} (set LMREC_TEST_REDIS_URL): {e}"
+    return None
+
+
+def test_redis_stream_events_committed_but_not_acked_at_a_crash_are_acked_once(tmp_path: Path) -> None:
+    """The engine keeps no user state in Redis (lmrec.stores.state.RedisUserState is not wired
+    into it); Redis is the event stream. Events committed to the store but not acknowledged
+    to the stream at a crash are replayed into memory from the store at open, and their
+    redelivery is skipped as duplicates and acknowledged, also by a consumer of another name."""
+    import os
+    import time
+    import uuid
+
+    import pytest
+
+    from lmrec.serving.engine import Engine, EngineConfig
+    from lmrec.streams import StreamConsumer, open_broker
+    from lmrec.streams.publish import publish_events
+
+    base = os.environ.get("LMREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    reason = _redis_unreachable(base)
+    if reason:
+        pytest.skip(reason)
+    url = f"{base}?stream=lmrec-test.{uuid.uuid4().hex[:10]}&consumer=before&claim_idle_ms=100"
+    home = tmp_path / "home"
+
+    def engine() -> Engine:
+        return Engine.open(EngineConfig(home=home, store_url=f"sqlite:///{home}/lmrec.db", encoder="fake",
+                                        index="flat"))
+
+    class Crash(Exception):
+        pass
+
+    def crash(n: int) -> None:
+        raise Crash   # after the commit, before the ack
+
+    producer = open_broker(url)
+    producer.connect()
+    try:
+        publish_events(producer, [{"event_id": f"e{i}", "user_id": f"u{i % 3}", "item_id": f"i{i}", "kind": "click",
+                                   "timestamp": 1_700_000_000.0 + i} for i in range(30)])
+        eng = engine()
+        consumer = StreamConsumer(url, eng.ingest, batch=10, fetch_timeout_s=0.2, after_commit=crash)
+        consumer.broker.connect()
+        with pytest.raises(Crash):
+            consumer.step()
+        consumer.broker.close()
+        eng.close()
+        assert producer.lag() == 30   # 10 pending (committed, not acknowledged) + 20 never delivered
+
+        eng = engine()
+        try:
+            assert eng.stats()["n_events"] == 10   # replayed into memory from the store
+            # a new process under another consumer name (a new container's host name)
+            consumer = StreamConsumer(url.replace("consumer=before", "consumer=after"), eng.ingest, batch=10,
+                                      fetch_timeout_s=0.2)
+            consumer.broker.connect()
+            time.sleep(0.15)   # past claim_idle_ms: the old consumer's pending entries are claimed
+            for _ in range(20):
+                if not consumer.step() and producer.lag() == 0:
+                    break
+            consumer.broker.close()
+            assert (consumer.consumed, consumer.duplicates) == (20, 10)
+            assert producer.lag() == 0   # every entry acknowledged, none left pending
+            assert eng.stats()["n_events"] == 30   # each event once
+        finally:
+            eng.close()
+    finally:
+        producer._client().delete(producer.key, producer.target.dead_letter)
+        producer.close()
