@@ -208,6 +208,18 @@ def test_console_end_to_end(service: dict[str, Any], page: Any, shots: Path) -> 
     expect(page.locator("#status-cards .stat").first).to_contain_text("Items")
     expect(page.locator("#status-cards")).to_contain_text("320")
     expect(page.locator("#routes")).to_contain_text("/recommend/{user_id}")
+    expect(page.locator("#stages")).to_contain_text("recommend")
+    expect(page.locator("#experiment-note")).to_contain_text("No experiment")
+    served = service["engine"].model_version
+    page.get_by_role("button", name="Train a new version").click()         # POST /admin/train, wait=false
+    expect(page.locator("#status-note")).to_contain_text("Training started")
+    deadline = time.monotonic() + 60
+    while service["engine"].model_version == served:
+        assert time.monotonic() < deadline, "the training started from the console did not finish"
+        time.sleep(0.2)
+    page.get_by_role("button", name="Serve the latest version").click()    # POST /admin/reload
+    expect(page.locator("#status-note")).to_contain_text(f"Now serving {service['engine'].model_version}")
+    expect(page.locator("#status-cards")).to_contain_text(service["engine"].model_version)
     _shot(page, shots / "console-status.png")
     assert all((shots / f"console-{n}.png").stat().st_size > 10_000 for n in ("shop", "user", "status"))
 

@@ -360,11 +360,13 @@ class IndexJournal:
     def __init__(self, path: Path, dim: int) -> None:
         self.path, self.dim = path, int(dim)
         self._f: Any = None
+        self.bytes = 0   # written since the last restart
 
     def restart(self, base: str | None) -> None:
         self.close()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._f = os.fdopen(fd, "wb")
+        self.bytes = 0
         self._write({"journal": 1, "base": base, "dim": self.dim}, None)
 
     def append(self, record: dict[str, Any], vectors: np.ndarray | None = None) -> None:
@@ -377,6 +379,7 @@ class IndexJournal:
             blob += np.ascontiguousarray(vectors, dtype="<f4").tobytes()
         self._f.write(blob)   # one write: a record is whole or (killed mid-way) a short tail
         self._f.flush()
+        self.bytes += len(blob)
 
     def close(self) -> None:
         if self._f is not None:

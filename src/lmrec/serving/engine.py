@@ -129,6 +129,8 @@ class _BlasLimit:
 
 
 _BLAS = _BlasLimit()
+#: the index is saved (and its journal started afresh) once the journal holds this many bytes
+JOURNAL_SAVE_BYTES = 256 << 20
 
 
 class Engine:
@@ -459,6 +461,7 @@ class Engine:
             self.catalog.apply_upsert(PreparedItems(records, texts, vecs))
             for version in ([live] if live is not None else []) + self._variant_versions():
                 version.pipeline.upsert_items([r.item_id for r in records], [item_row(r) for r in records])
+        self._save_long_journal()
 
     def delete_item(self, item_id: str) -> bool:
         """Delete from the store and everywhere in memory; True when the item existed."""
@@ -476,7 +479,15 @@ class Engine:
             for version in ([live] if live is not None else []) + self._variant_versions():
                 if item_id in version.pipeline.dataset.items:
                     version.pipeline.upsert_items([item_id], [{"available": False}])
+        self._save_long_journal()
         return slot
+
+    def _save_long_journal(self) -> None:
+        """Save the index once its journal is long (writer mutex held; reads go on)."""
+        journal = self.catalog.journal
+        if journal is not None and journal.bytes > JOURNAL_SAVE_BYTES:
+            with self._lock.read():
+                self.catalog.save(self.index_dir, self._index_extra())
 
     def delete_user(self, user_id: str) -> dict[str, Any] | None:
         """Erase a user (`lmrec.serving.erasure`): their events, attribute record and logged

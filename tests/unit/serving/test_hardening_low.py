@@ -217,3 +217,26 @@ def test_redis_stream_events_committed_but_not_acked_at_a_crash_are_acked_once(t
     finally:
         producer._client().delete(producer.key, producer.target.dead_letter)
         producer.close()
+
+
+def test_a_long_journal_saves_the_index(tmp_path: Path, monkeypatch) -> None:
+    from lmrec.serving import engine as engine_module
+    from lmrec.serving.engine import Engine
+    from lmrec.stores.records import ItemRecord
+    from test_api_helpers import toy_items
+
+    monkeypatch.setattr(engine_module, "JOURNAL_SAVE_BYTES", 3_000)
+    home = tmp_path / "home"
+    with Engine.open(_engine_config(home)) as engine:
+        engine.upsert_items(toy_items(100))
+        journal = home / "index.journal"
+        sizes = []
+        for i in range(30):
+            engine.upsert_items([ItemRecord(f"n{i}", title=f"new item {i}")])
+            sizes.append(journal.stat().st_size)
+        assert max(sizes) <= 3_000 + 1_000 and sizes[-1] < max(sizes)   # saved and started afresh
+        probe = [f"n{i}" for i in range(30)]
+        served = _rankings(engine, probe)
+    with Engine.open(_engine_config(home)) as engine:
+        assert engine.index_source in ("loaded", "replayed")
+        assert _rankings(engine, probe) == served

@@ -8,7 +8,7 @@
   const PAGE = 20;
   const $ = (id) => document.getElementById(id);
   const state = { key: sessionStorage.getItem(KEY) || "", admin: false, paths: null,
-                  cursors: [""], page: 0, next: null, user: "", lastMetrics: null, timer: null };
+                  cursors: [""], page: 0, next: null, user: "", lastMetrics: null, timer: null, flash: "" };
 
   // ---- HTTP ------------------------------------------------------------------------------------
   class ApiProblem extends Error {
@@ -283,7 +283,9 @@
 
   async function loadStatus() {
     if (!state.key) { $("status-note").textContent = "Enter an API key first."; return; }
+    $("train-now").hidden = $("reload-latest").hidden = !state.admin;
     if (!state.admin) {
+      clear($("experiment")); $("experiment-note").textContent = "";
       $("status-note").textContent = "Service status and metrics need a key with the admin scope.";
       clear($("status-cards")); clear($("routes")); clear($("stages")); clear($("drift")); clear($("training"));
       return;
@@ -303,7 +305,9 @@
       table($("drift"), ["Measure", "Value"], [["events in window", d.window_events], ["training events", d.training_events],
             ["kind mix TV distance", d.kind_mix_tv], ["item popularity JS", d.item_js], ["JS baseline", d.item_js_baseline],
             ["unknown item share", d.unknown_item_share], ["cold item share", d.cold_item_share]]);
-      let note = "Updated " + new Date().toLocaleTimeString("en-GB") + ".";
+      await loadExperiment();
+      let note = (state.flash ? state.flash + " " : "") + "Updated " + new Date().toLocaleTimeString("en-GB") + ".";
+      state.flash = "";
       try {
         const r = await fetch(ROOT + "/metrics", { headers: { "Authorization": "Bearer " + state.key } });
         if (!r.ok) throw new Error(String(r.status));
@@ -349,6 +353,44 @@
     });
   }
 
+  const pct = (r) => (r && typeof r.value === "number" ? (100 * r.value).toFixed(1) + "% [" + (100 * r.ci_low).toFixed(1) +
+                     ", " + (100 * r.ci_high).toFixed(1) + "]" : "–");
+
+  async function loadExperiment() {
+    let rep;
+    try { rep = await api("GET", "/admin/experiments"); } catch (e) {
+      if (e instanceof ApiProblem && e.status === 404) {
+        $("experiment-note").textContent = "No experiment (start one with POST /admin/experiments).";
+        clear($("experiment"));
+        return;
+      }
+      throw e;
+    }
+    const ex = rep.experiment || {};
+    $("experiment-note").textContent = (ex.name || "experiment") + (rep.running ? " (running)" : " (stopped)") +
+      ": 95% intervals; clicks within " + fmt(rep.window_s) + " s of a ranking count.";
+    const rows = Object.entries(rep.variants || {}).map(([v, r]) => [v, r.version, r.rankings, r.users, pct(r.ctr), pct(r.conversion)]);
+    const d = (rep.difference_b_minus_a || {}).ctr;
+    if (d) rows.push(["B − A", "", "", "", pct(d), pct((rep.difference_b_minus_a || {}).conversion)]);
+    table($("experiment"), ["Variant", "Version", "Rankings", "Users", "CTR", "Conversion"], rows);
+  }
+
+  async function train() {
+    await guarded(async () => {
+      await api("POST", "/admin/train", { wait: false });
+      state.flash = "Training started; its progress shows under Training.";
+      setTimeout(loadStatus, 1500);
+    });
+  }
+
+  async function reloadLatest() {
+    await guarded(async () => {
+      const out = await api("POST", "/admin/reload", {});
+      state.flash = "Now serving " + out.model_version + ".";
+      await loadStatus();
+    });
+  }
+
   // ---- tabs and wiring -----------------------------------------------------------------------------
   function selectTab(name) {
     for (const t of ["shop", "user", "status"]) {
@@ -369,6 +411,8 @@
     $("faq-form").addEventListener("submit", (ev) => { ev.preventDefault(); askFaq($("faq-q").value); });
     $("user-form").addEventListener("submit", (ev) => { ev.preventDefault(); selectTab("user"); showUser($("user-id").value); });
     $("status-refresh").addEventListener("click", loadStatus);
+    $("train-now").addEventListener("click", train);
+    $("reload-latest").addEventListener("click", reloadLatest);
     if (state.key) useKey(state.key); else $("api-key").focus();
   });
 })();
