@@ -102,6 +102,8 @@ def page(service: dict[str, Any]) -> Iterator[Any]:
             p = context.new_page()
             errors: list[str] = []
             p.on("pageerror", lambda e: errors.append(str(e)))
+            # the page keeps to its own Content-Security-Policy (a violation is logged, not thrown)
+            p.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
             p.set_default_timeout(30_000)
             yield p
             assert outside == [] and errors == [], (outside, errors)
