@@ -130,6 +130,12 @@ def test_console_end_to_end(service: dict[str, Any], page: Any, shots: Path) -> 
     page.goto(service["url"] + "/")
     assert page.url.endswith("/ui")                                # / leads to the console
     expect(page.get_by_label("API key")).to_be_visible()
+    page.get_by_role("tab", name="Catalog & search").focus()               # the tabs work from the keyboard
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("tab", name="User")).to_be_focused()
+    expect(page.get_by_role("tab", name="User")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#panel-shop")).to_be_visible()
 
     # a key that is not valid: a readable message, not a status code
     page.get_by_label("API key").fill("lmr_nope_nope")

@@ -392,17 +392,31 @@
   }
 
   // ---- tabs and wiring -----------------------------------------------------------------------------
-  function selectTab(name) {
-    for (const t of ["shop", "user", "status"]) {
+  const TABS = ["shop", "user", "status"];
+  function selectTab(name, focus) {
+    for (const t of TABS) {
       $("tab-" + t).setAttribute("aria-selected", String(t === name));
+      $("tab-" + t).tabIndex = t === name ? 0 : -1;
       $("panel-" + t).hidden = t !== name;
     }
     clearInterval(state.timer);
+    if (focus) $("tab-" + name).focus();
     if (name === "status") { loadStatus(); state.timer = setInterval(loadStatus, 10000); }
   }
 
+  // the tab list's keys (WAI-ARIA tabs): left / right / home / end move between tabs
+  function tabKeys(ev) {
+    const i = TABS.findIndex((t) => $("tab-" + t).getAttribute("aria-selected") === "true");
+    const to = { ArrowRight: i + 1, ArrowLeft: i - 1 + TABS.length, Home: 0, End: TABS.length - 1 }[ev.key];
+    if (to === undefined) return;
+    ev.preventDefault();
+    selectTab(TABS[to % TABS.length], true);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
-    for (const t of ["shop", "user", "status"]) $("tab-" + t).addEventListener("click", () => selectTab(t));
+    for (const t of TABS) $("tab-" + t).addEventListener("click", () => selectTab(t));
+    document.querySelector("[role=tablist]").addEventListener("keydown", tabKeys);
+    selectTab("shop");
     $("key-form").addEventListener("submit", (ev) => { ev.preventDefault(); useKey($("api-key").value.trim()); $("api-key").value = ""; });
     $("key-forget").addEventListener("click", () => { useKey(""); clear($("results")); clear($("recs")); clear($("history")); });
     $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search($("search-q").value, $("search-user").value.trim()); });
