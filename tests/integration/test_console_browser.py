@@ -209,6 +209,14 @@ def test_console_end_to_end(service: dict[str, Any], page: Any, shots: Path) -> 
     expect(page.locator("#recs")).not_to_have_attribute("data-ranking-id", ranking)   # ranked again
     expect(page.locator("#recs li")).to_have_count(10)
     _shot(page, shots / "console-user.png")
+    # older events, a page at a time
+    shown = min(30, n_events + 1)
+    expect(page.locator("#history li")).to_have_count(shown)
+    if n_events + 1 > 30:
+        page.get_by_role("button", name="Older events").click()
+        expect(page.locator("#history li")).to_have_count(min(60, n_events + 1))
+        seqs = [int(s) for s in page.locator("#history li").evaluate_all("els => els.map(e => e.dataset.seq)")]
+        assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
 
     # the status page: the engine's counters for an admin key
     page.get_by_role("tab", name="Status").click()

@@ -225,26 +225,32 @@
     });
   }
 
-  async function showHistory(user, fresh) {
+  async function showHistory(user, fresh, before) {
     $("history-title").textContent = "History of " + user;
     let h;
     try {
-      h = await api("GET", "/users/" + encodeURIComponent(user) + "/history?limit=30&fields=title,categories");
+      h = await api("GET", "/users/" + encodeURIComponent(user) + "/history?limit=30&fields=title,categories" +
+                    (before ? "&before=" + before : ""));
     } catch (e) {
       if (e instanceof ApiProblem && e.status === 404) {
         $("history-note").textContent = "No events yet: a new user gets the popular items.";
         clear($("history"));
+        $("history-older").hidden = true;
         return;
       }
       throw e;
     }
-    $("history-note").textContent = fmt(h.total) + " events, newest first" + (h.total > h.events.length ? " (latest " + h.events.length + " shown)" : "") + ".";
-    clear($("history"), ...h.events.map((ev, i) => {
+    const shown = (before ? $("history").children.length : 0) + h.events.length;
+    $("history-note").textContent = fmt(h.total) + " events, newest first" + (h.total > shown ? " (latest " + shown + " shown)" : "") + ".";
+    state.historyNext = h.next;
+    $("history-older").hidden = !h.next;
+    const items = h.events.map((ev, i) => {
       const li = el("li", { "data-item": ev.item_id, "data-seq": ev.seq, class: fresh && i === 0 ? "fresh" : null },
         el("div", { class: "item-head" }, el("span", { class: "tag" }, ev.kind), el("span", {}, titleOf(ev)),
            el("span", { class: "score" }, ev.timestamp ? new Date(ev.timestamp * 1000).toLocaleString("en-GB") : "")));
       return li;
-    }));
+    });
+    if (before) $("history").append(...items); else clear($("history"), ...items);
   }
 
   async function clickItem(user, entry, rankingId) {
@@ -424,6 +430,7 @@
     $("catalog-next").addEventListener("click", () => loadCatalog(state.page + 1));
     $("faq-form").addEventListener("submit", (ev) => { ev.preventDefault(); askFaq($("faq-q").value); });
     $("user-form").addEventListener("submit", (ev) => { ev.preventDefault(); selectTab("user"); showUser($("user-id").value); });
+    $("history-older").addEventListener("click", () => guarded(() => showHistory(state.user, false, state.historyNext)));
     $("status-refresh").addEventListener("click", loadStatus);
     $("train-now").addEventListener("click", train);
     $("reload-latest").addEventListener("click", reloadLatest);
