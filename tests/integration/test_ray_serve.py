@@ -135,7 +135,8 @@ def test_two_replicas_behind_the_serve_proxy(cluster, tmp_path: Path, store_url:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             r = c.get("/health")
             assert r.status_code == 200, r.text
-            within(30, lambda: c.get("/ready").status_code == 200, "/ready through the proxy")
+            # a replica's start-up ends once its engine is open: no 503 "engine is starting"
+            assert [c.get("/ready").status_code for _ in range(6)] == [200] * 6
             genres = ["jazz", "opera", "techno"]
             items = [{"item_id": str(i), "title": f"{genres[i % 3]} record {i}", "categories": [genres[i % 3]]}
                      for i in range(12)]
@@ -175,6 +176,20 @@ def test_two_replicas_behind_the_serve_proxy(cluster, tmp_path: Path, store_url:
         return False
 
     within(15, proxy_gone, "the proxy stopped after undeploy")
+
+
+def test_an_engine_that_fails_to_open_is_reported(cluster, tmp_path: Path) -> None:
+    """Serve retries the replica a few times, then `deploy` raises with the engine's own error
+    and deletes the application."""
+    engine = EngineConfig(home=tmp_path / "home", store_url="postgresql://nobody@127.0.0.1:1/none", encoder="fake",
+                          index="flat")
+    cfg = ServiceConfig(engine=engine, host="127.0.0.1", port=free_port(), auth_enabled=False)
+    try:
+        with pytest.raises(RuntimeError, match="the engine failed to open: .*127.0.0.1"):
+            deploy(cfg, ReplicaOptions(replica_cpus=0.5, start_attempts=1), ready_timeout_s=60)
+        assert APP_NAME not in serve.status().applications
+    finally:
+        undeploy()
 
 
 @pytest.mark.parametrize("args,needle", [

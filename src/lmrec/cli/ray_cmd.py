@@ -213,6 +213,8 @@ def serve_command(
     downscale_delay: float = typer.Option(600.0, "--downscale-delay", min=0, help="Seconds below the target "
                                           "before removing one."),
     replica_cpus: float = typer.Option(1.0, "--replica-cpus", min=0, help="CPUs each replica reserves."),
+    start_attempts: int = typer.Option(3, "--start-attempts", min=1, help="Replica starts that fail in a row "
+                                       "(an engine that fails to open) before the deployment is given up."),
     detach: bool = typer.Option(False, "--detach", help="With --address: deploy, wait for a ready replica and "
                                 "exit, leaving the replicas running in the cluster (`serve shutdown` stops them)."),
     log_level: str = typer.Option("warning", "--log-level", help="The replicas' log level: debug | info | "
@@ -239,7 +241,8 @@ def serve_command(
         opts = ReplicaOptions(min_replicas=min_replicas, max_replicas=max_replicas,
                               initial_replicas=initial_replicas, target_ongoing_requests=target_ongoing,
                               max_ongoing_requests=max_ongoing, upscale_delay_s=upscale_delay,
-                              downscale_delay_s=downscale_delay, replica_cpus=replica_cpus)
+                              downscale_delay_s=downscale_delay, replica_cpus=replica_cpus,
+                              start_attempts=start_attempts)
     except (ImportError, ValueError) as e:
         raise fail(str(e)) from None
     cfg = build_config(home, host=host, port=port, store_url=store_url, encoder=encoder, index=index,

@@ -14,15 +14,19 @@ average and removes them (down to `min_replicas`) when they are idle.
         ...
         undeploy()
 
-The app starts its engine in the background, as under uvicorn: a replica counts as started
-once its app is up, answers 503 on /ready until its engine is open, and a replica whose engine
-failed to open fails Ray Serve's health check (Serve replaces it). `deploy` waits until a
-replica's engine is open and raises with the engine's error when it fails to open.
+A replica's start-up (the app's lifespan) ends once its engine is open, so Serve routes no
+request to a replica still loading its index and model version (a replica added by the
+autoscaler included). A replica whose engine failed to open ends its start-up too but fails
+Serve's health check (Serve replaces it); `deploy` waits until a replica's engine is open and
+raises with the engine's error when it failed to open.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,6 +65,8 @@ class ReplicaOptions:
     replica_cpus: float = 1.0
     #: seconds between Serve's health checks of a replica
     health_check_period_s: float = 10.0
+    #: replicas that fail to start (their engine fails to open) in a row before the deployment fails
+    start_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0 or self.max_replicas < 1:
@@ -78,6 +84,8 @@ class ReplicaOptions:
                              "holds the target never triggers a scale-up")
         if self.replica_cpus < 0:
             raise ValueError("replica_cpus must be >= 0")
+        if self.start_attempts < 1:
+            raise ValueError("start_attempts must be >= 1")
 
     def autoscaling_config(self) -> dict[str, Any]:
         """Ray Serve's `autoscaling_config` of these options."""
@@ -110,15 +118,26 @@ class LmrecReplica:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
         configure_logging(self._log_level)
-        self._app = create_app(self._config)
-        return self._app
+        app = create_app(self._config)
+        st, inner = app.state.service, app.router.lifespan_context
+
+        @contextlib.asynccontextmanager
+        async def lifespan(a: Any) -> AsyncIterator[Any]:
+            async with inner(a) as state:   # starts opening the engine in the background
+                while not st.ready and not st.open_error:   # Serve routes requests once this returns
+                    await asyncio.sleep(0.05)
+                yield state
+
+        app.router.lifespan_context = lifespan
+        self._app = app
+        return app
 
     def _state(self) -> Any:
         return getattr(getattr(self._app, "state", None), "service", None)
 
     def check_health(self) -> None:
         """Serve's health check: a replica whose engine failed to open is unhealthy (Serve
-        replaces it); one still opening its engine is healthy (it answers 503 on /ready)."""
+        replaces it)."""
         st = self._state()
         if st is not None and st.open_error:
             raise RuntimeError(f"engine failed to open: {st.open_message or st.open_error}")
@@ -146,6 +165,7 @@ def application(config: Any, options: ReplicaOptions | None = None, *, log_level
         max_ongoing_requests=options.max_ongoing_requests,
         ray_actor_options={"num_cpus": options.replica_cpus, "runtime_env": {"env_vars": env}},
         health_check_period_s=options.health_check_period_s,
+        max_constructor_retry_count=options.start_attempts,
         graceful_shutdown_timeout_s=15.0,
     )
     return deployment.bind(config, log_level)
@@ -177,13 +197,31 @@ def deploy(config: Any, options: ReplicaOptions | None = None, *, log_level: str
         http["ssl_certfile"] = str(config.ssl_certfile)
         http["ssl_keyfile"] = str(config.ssl_keyfile or config.ssl_certfile)
     serve.start(http_options=http)
-    handle = serve.run(application(config, options, log_level=log_level, name=name), name=name, route_prefix="/")
     try:
+        handle = serve.run(application(config, options, log_level=log_level, name=name), name=name,
+                           route_prefix="/")
         wait_ready(handle, ready_timeout_s)
-    except RuntimeError:
-        serve.delete(name)
-        raise
+    except RuntimeError as e:
+        reason = _failure(serve, name) or str(e)
+        with contextlib.suppress(Exception):
+            serve.delete(name)
+        raise RuntimeError(reason) from None
     return handle
+
+
+def _failure(serve: Any, name: str) -> str | None:
+    """Why the deployment failed, in one line: the engine's open error when that was the cause
+    (Serve reports the replicas' last traceback in the deployment's status message)."""
+    try:
+        app = serve.status().applications.get(name)
+        message = app.deployments[name].message if app is not None and name in app.deployments else ""
+    except Exception:
+        return None
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "engine failed to open:" in ln:
+            return "the engine failed to open: " + ln.split("engine failed to open:", 1)[1].strip()
+    return lines[-1] if lines else None
 
 
 def wait_ready(handle: Any, timeout_s: float = 300.0) -> dict[str, Any]:
