@@ -345,7 +345,7 @@ def evaluate(s: Setup, trained: dict[str, Any]) -> list[dict[str, Any]]:
     for name in [reference] + [n for n in first if n != reference]:
         model, params = first[name]
         p50, p99 = timed(lambda model=model: (lambda q: model(q, 100)), lat_q)
-        record(name, model, params | {"trained": name.endswith("-ft")}, {"query_p50_ms": p50, "query_p99_ms": p99})
+        record(name, model, params, {"query_p50_ms": p50, "query_p99_ms": p99})
     for name, (inner, params) in rerankers.items():
         scorer = CachedScorer(inner)
         tops = args.top_n if params["backend"] == "int8" else args.top_n[:1]  # torch: the first depth only
