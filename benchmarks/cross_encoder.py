@@ -370,6 +370,46 @@ def evaluate(s: Setup, trained: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def speed(s: Setup) -> None:
+    """Re-rank latency of every re-ranker on the same queries, interleaved (query by query, the
+    scorers in rotating order), so that load from other processes falls on all of them alike:
+    the speed-up of each student over the teacher is a ratio within one run. Writes
+    <name>_speed.json / .md."""
+    args = s.args
+    base = s.hybrid("minilm")
+    queries = s.test.queries[:args.latency_queries]
+    scorers: dict[str, Any] = {}
+    for label, path in (("ce", s.ce_path()), (f"ce-student-{len(args.student_layers)}l", s.student_path())):
+        if (path / "config.json").is_file():
+            for backend in ("torch", "onnx", "int8"):
+                scorers[f"{label}-{backend}"] = CrossEncoderModel(path, backend=backend, threads=1, batch_size=64)
+    names = list(scorers)
+    rows = []
+    for top in args.top_n:
+        texts = [[s.texts[int(i)] for i in base(q, top).items] for q in queries]
+        for n in names:  # warm-up
+            scorers[n](queries[0], texts[0])
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for j, (q, t) in enumerate(zip(queries, texts)):
+            for n in names[j % len(names):] + names[:j % len(names)]:
+                t0 = time.perf_counter()
+                scorers[n](q, t)
+                times[n].append((time.perf_counter() - t0) * 1000)
+        ref = float(np.median(times["ce-torch"])) if "ce-torch" in times else None
+        for n in names:
+            p50 = float(np.median(times[n]))
+            rows.append({"dataset": "homedepot", "split": f"test, first {len(queries)} queries", "model": n,
+                         "params": {"top_n": top, "threads": 1}, "rerank_p50_ms": p50,
+                         "rerank_p99_ms": float(np.percentile(times[n], 99)),
+                         "speedup_vs_ce-torch": round(ref / p50, 2) if ref else None})
+            log.info("%s", rows[-1])
+    command = "python benchmarks/cross_encoder.py --part speed " + " ".join(
+        a for a in sys.argv[1:] if not a.startswith("--part") and a != "speed")
+    write_results(f"{args.name}_speed", rows, command.strip(),
+                  notes="Each query's top N texts (the zero-shot hybrid's) scored by every re-ranker in turn, the order "
+                        "rotating per query; one intra-op thread each; medians and 99th percentiles over the queries.")
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -399,7 +439,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["all", "bi", "ce", "student", "distil", "eval"], default="all")
+    p.add_argument("--part", choices=["all", "bi", "ce", "student", "distil", "eval", "speed"], default="all")
     p.add_argument("--test-queries", type=int, default=0, help="seeded sample of test queries (0 = all)")
     p.add_argument("--val-queries", type=int, default=300)
     p.add_argument("--latency-queries", type=int, default=100)
@@ -444,6 +484,9 @@ def main(argv: list[str] | None = None) -> None:
         trained["student"] = s.train_student()
     if args.part in ("all", "distil") and args.distil_minutes > 0:
         trained["distil"] = s.train_bi_distil()
+    if args.part == "speed":
+        speed(s)
+        return
     if args.part not in ("all", "eval"):
         return
     rows = evaluate(s, trained)
