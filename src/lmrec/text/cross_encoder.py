@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -474,11 +473,6 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     """The training manifest of a saved cross-encoder ({} when it has none)."""
     p = Path(folder) / MANIFEST
     return json.loads(p.read_text()) if p.is_file() else {}
-
-
-def copy_config(config: CrossEncoderConfig, **changes: Any) -> CrossEncoderConfig:
-    """`config` with some fields changed (validated)."""
-    return CrossEncoderConfig(**(copy.deepcopy(config.model_dump()) | changes))
 
 
 def slice_layers(folder: str | Path, keep: Sequence[int], out: str | Path) -> Path:
