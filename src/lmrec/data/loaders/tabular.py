@@ -13,7 +13,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -135,33 +135,73 @@ def read_table(
     return _read_delimited(path.name, lines, columns, delim, kind == "tsv" and sep is None, names, report)
 
 
+def _records(lines: list[str], delim: str, quoting: int, expected: list[int | None]
+             ) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
+    """(first line, last line, fields, None) per CSV record, or (line, line, None, why) for a
+    row that cannot be parsed; lines count from 1.
+
+    A quoted field may span lines. When one opened on a line runs to the end of the file without
+    closing, the csv module would return the rest of the file as that field: instead the
+    record's first line is reported (`why`) and parsing resumes on the next line, so one stray
+    quote costs one row. `expected[0]` (set by the caller once it knows the header) is the field
+    count a multi-line record must have to be kept; one with another count is treated the same way.
+    """
+    n = len(lines)
+    pos = 0  # index of the next line to parse
+    while pos < n:
+        offset = pos
+        reader = csv.reader((lines[i] for i in range(offset, n)), delimiter=delim, quoting=quoting)
+        prev = offset  # lines consumed so far
+        restart = False
+        while True:
+            try:
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield prev + 1, offset + reader.line_num, None, f"cannot parse the row: {e}"
+                prev = offset + reader.line_num
+                continue
+            start, end = prev + 1, offset + reader.line_num
+            prev = end
+            if end > start and quoting != csv.QUOTE_NONE:
+                raw = "".join(lines[start - 1:end])
+                unclosed = end == n and raw.count('"') % 2 == 1
+                if unclosed or (expected[0] is not None and len(rec) != expected[0]):
+                    why = ("unclosed quote: the quoted field opened on this line never closes"
+                           if unclosed else
+                           f"a quoted field opened on this line runs to line {end} and leaves {len(rec)} "
+                           f"fields (expected {expected[0]}): probably an unclosed quote")
+                    yield start, start, None, why
+                    pos = start  # resume on the line after the bad one
+                    restart = True
+                    break
+            yield start, end, rec, None
+        if not restart:
+            return
+
+
 def _read_delimited(file: str, lines: list[str], columns: Sequence[str], delim: str, no_quotes: bool,
                     names: Sequence[str] | None, report: CleaningReport) -> RawTable:
     quoting = csv.QUOTE_NONE if no_quotes else csv.QUOTE_MINIMAL
-    reader = csv.reader(lines, delimiter=delim, quoting=quoting)
     header: list[str] | None = list(names) if names is not None else None
     rows: list[list[str]] = []
     row_lines: list[int] = []
     malformed: list[RowIssue] = []
     n_bad = 0
-    prev = 0
-    while True:
-        try:
-            rec = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
+    expected: list[int | None] = [len(header) if header is not None else None]
+    for start, _end, rec, why in _records(lines, delim, quoting, expected):
+        if rec is None:
             n_bad += 1
             if len(malformed) < 5:
-                malformed.append(RowIssue(file, prev + 1, None, None, f"cannot parse the row: {e}"))
-            prev = reader.line_num
+                malformed.append(RowIssue(file, start, None, _short(lines[start - 1].rstrip("\r\n")), why or ""))
             continue
-        start, prev = prev + 1, reader.line_num
         if not rec or (len(rec) == 1 and not rec[0].strip()):
             continue
         if header is None:
             header = [h.strip() for h in rec]
             _check_columns(file, header, columns)
+            expected[0] = len(header)
             continue
         if len(rec) != len(header):
             n_bad += 1
