@@ -21,19 +21,21 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from lmrec.data.dataset import Dataset, Interactions
 from lmrec.models.sequences import IGNORE, Histories, WindowMode
 from lmrec.models.torch_base import TorchRecommender
-from lmrec.models.training import (TrainConfig, fgm_backward, fit_loop, ndcg_at_k, seed_everything,
-                                   torch_threads)
+from lmrec.models.training import (TrainConfig, TrainHistory, build_optimizer, fgm_backward, fit_loop, ndcg_at_k,
+                                   seed_everything, torch_threads, warmup_schedule)
+from lmrec.privacy.dp import DPFields
 from lmrec.recall.scores import UserScores, VectorCache, VectorScores
 from lmrec.types import HistoryBatch
 
@@ -42,7 +44,7 @@ __all__ = ["SASRecConfig", "IDItemEncoder", "SASRecNetwork", "SASRec"]
 _SCORE_BATCH = 256  # users scored per forward pass
 
 
-class SASRecConfig(TrainConfig):
+class SASRecConfig(TrainConfig, DPFields):
     """Parameters of `SASRec` (and the training fields of `TrainConfig`).
 
     max_len: the most recent items a user is represented by (training windows and scoring).
@@ -53,6 +55,10 @@ class SASRecConfig(TrainConfig):
     items, "last" only on their most recent window (SASRec's original choice, which leaves
     most of a long history unused: on ml-100k at max_len 50 "all" had the better validation
     NDCG@10, see benchmarks/sequential.py).
+
+    dp_*: differential privacy (`lmrec.privacy.dp.DPFields`; dp_epsilon None = off): per-user
+    DP-SGD, see `SASRec._fit_dp`; `epochs` is then the expected passes over the users.
+    dp_chunk: users whose per-user gradients are computed together (memory, not privacy).
     """
 
     max_len: int = Field(50, ge=1, le=4096)
@@ -62,6 +68,13 @@ class SASRecConfig(TrainConfig):
     ffn_factor: int = Field(1, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     windows: WindowMode = "all"
+    dp_chunk: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _dp_consistent(self):  # noqa: ANN202
+        if self.dp_epsilon is not None and self.fgm:
+            raise ValueError("dp_epsilon does not combine with fgm=True (the adversarial step is not per-user)")
+        return self
 
     @field_validator("n_heads")
     @classmethod
@@ -156,6 +169,10 @@ class SASRec(TorchRecommender):
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
         cfg = self.config
         self.histories = Histories.from_interactions(train, self.n_users)
+        self.dp_report = None
+        if cfg.dp_epsilon is not None:
+            self._fit_dp(dataset)
+            return
         self.item_counts = np.bincount(train.item, minlength=self.n_items).astype(np.int64)
         fit_hist, val_users, val_targets = self.histories.holdout_last()
         spans = fit_hist.windows(cfg.max_len, cfg.windows)
@@ -186,6 +203,93 @@ class SASRec(TorchRecommender):
                                           validate=validate if len(val_users) else None,
                                           progress=self.show_progress, description=f"{self.name} epochs")
             self.train_history.valid_users = int(len(val_users))
+
+    def _fit_dp(self, dataset: Dataset) -> None:
+        """Per-user DP-SGD of every trainable weight (`lmrec.privacy.dp.DPSGD`).
+
+        Privacy unit: a user (all of their events). Each step draws every user with
+        probability q = dp_users_per_step / n_users (Poisson); a drawn user contributes one of
+        their training windows (drawn at random among `windows`), whose loss is the mean
+        full-catalog cross-entropy of its next items. That user's gradient is clipped to
+        dp_max_grad_norm, the sum gets Gaussian noise calibrated by the accountant for
+        round(epochs / q) steps, AdamW applies it (post-processing). Nothing else is learned
+        from the events: no validation users, no early stopping (model selection on private
+        data would spend budget the accountant does not count), and no item counts (every item
+        counts as warm; users without history get uniform scores). The users' own histories
+        kept for scoring are their own data and are not released to anyone else.
+        """
+        from lmrec.privacy.dp import DPSGD
+
+        cfg = self.config
+        hist = self.histories
+        self.item_counts = np.ones(self.n_items, np.int64)  # counts are private: a constant
+        spans = hist.windows(cfg.max_len, cfg.windows)
+        if not len(spans):
+            raise ValueError(f"{self.name}: no user has 2 or more training events; nothing to learn")
+        owner = np.searchsorted(hist.indptr, spans[:, 0], side="right") - 1
+        order = np.argsort(owner, kind="stable")
+        spans, owner = spans[order], owner[order]
+        ptr = np.searchsorted(owner, np.arange(self.n_users + 1))
+        has = np.diff(ptr) > 0
+        with torch_threads(cfg.threads):
+            seed_everything(cfg.seed)
+            self.network = net = self._build_network(dataset, None)
+            module = _SeqLoss(net)
+
+            def user_loss(call, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+                h, table = call(inputs[None])
+                logits = h[0] @ table[1:].T
+                keep = (targets != IGNORE).to(logits.dtype)
+                nll = torch.logsumexp(logits, -1) - logits.gather(1, targets.clamp(min=0)[:, None])[:, 0]
+                return (nll * keep).sum() / keep.sum().clamp(min=1.0)
+
+            dp = DPSGD.from_config(module, user_loss, cfg, n_users=self.n_users, epochs=cfg.epochs, seed=cfg.seed,
+                                   chunk_size=cfg.dp_chunk)
+            opt = build_optimizer(net, cfg.lr, cfg.weight_decay)
+            sched = warmup_schedule(opt, cfg.warmup_steps)
+            rng = np.random.default_rng(cfg.seed + 1)
+            history = TrainHistory()
+            per_epoch = max(1, int(round(1 / dp.sample_rate)))
+            t0 = time.perf_counter()
+            net.train()
+            for t in range(dp.steps_planned):
+                users = dp.sample_users()
+                users = users[has[users]]  # the others have no window: a zero gradient
+                picked = ptr[users] + (rng.random(len(users)) * (ptr[users + 1] - ptr[users])).astype(np.int64)
+                inputs, targets = hist.training_batch(spans[picked])
+                opt.zero_grad(set_to_none=True)
+                stats = dp.step((torch.from_numpy(inputs), torch.from_numpy(targets)))
+                opt.step()
+                sched.step()
+                if (t + 1) % per_epoch == 0 or t + 1 == dp.steps_planned:
+                    history.epochs.append({"epoch": len(history.epochs) + 1, "step": t + 1, **stats})
+            net.eval()
+            history.best_epoch = len(history.epochs)
+            history.train_s = time.perf_counter() - t0
+            self.train_history = history
+            self.dp_report = dp.report().to_dict()
+
+    def training_summary(self) -> dict:
+        out = super().training_summary()
+        if getattr(self, "dp_report", None):
+            out["dp"] = self.dp_report
+        return out
+
+    def save(self, path):  # noqa: ANN001, ANN201
+        """`TorchRecommender.save`, plus privacy.json with the (epsilon, delta) of a DP fit."""
+        from lmrec.privacy.dp import save_report
+
+        path = super().save(path)
+        save_report(path, getattr(self, "dp_report", None))
+        return path
+
+    @classmethod
+    def load(cls, path):  # noqa: ANN001, ANN206
+        from lmrec.privacy.dp import load_report
+
+        model = super().load(path)
+        model.dp_report = load_report(path)
+        return model
 
     def _loss(self, table: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of every real position's next item over the whole catalog."""
@@ -289,6 +393,19 @@ class SASRec(TorchRecommender):
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.histories = Histories(state["hist_indptr"], state["hist_items"])
         self.item_counts = state["item_counts"]
+
+
+class _SeqLoss(nn.Module):
+    """The network as one module call for DP-SGD's per-user gradients: tokens -> (hidden
+    states, item table)."""
+
+    def __init__(self, net: SASRecNetwork) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self.net.table()
+        return self.net.hidden_states(tokens, table), table
 
 
 def _mask_seen(scores: torch.Tensor, hist: Histories, users: np.ndarray) -> None:

@@ -42,6 +42,7 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator, model_validator
 
 from lmrec.data.dataset import Dataset, Interactions
+from lmrec.privacy.dp import DPFields
 from lmrec.models.training import (TrainConfig, TrainHistory, fit_loop, ndcg_at_k, require_torch,
                                    seed_everything, torch_threads)
 from lmrec.recall.base import Recommender
@@ -57,7 +58,7 @@ FORMAT = "lmrec.two-tower/1"
 TASKS = ("watched", "liked")
 
 
-class TwoTowerConfig(TrainConfig):
+class TwoTowerConfig(TrainConfig, DPFields):
     """Parameters of `TwoTowerRecommender` (the optimisation fields come from `TrainConfig`).
 
     encoder: registry encoder of the frozen item vectors (user tower input; item tower input
@@ -115,13 +116,9 @@ class TwoTowerConfig(TrainConfig):
     # gradient per user (L2 <= dp_max_grad_norm), Gaussian noise calibrated by the
     # dp_accountant for `epochs` expected passes over the users, at dp_delta
     # dp_epsilon = inf runs the same procedure without noise (no privacy; a reference)
-    dp_epsilon: float | None = Field(None, gt=0.0, allow_inf_nan=True)
-    dp_delta: float = Field(1e-5, gt=0.0, lt=1.0)
-    dp_max_grad_norm: float = Field(1.0, gt=0.0)
-    dp_users_per_step: int = Field(256, ge=1)
+    # (dp_epsilon, dp_delta, dp_max_grad_norm, dp_users_per_step, dp_accountant: `DPFields`)
     dp_examples_per_user: int = Field(32, ge=1)
     dp_negatives: int = Field(512, ge=1)
-    dp_accountant: Literal["rdp", "prv"] = "rdp"
 
     @field_validator("encoder")
     @classmethod
@@ -425,7 +422,7 @@ class TwoTowerRecommender(Recommender):
         user's own data and are not released by it to anyone else.
         """
         from lmrec.models.training import build_optimizer, warmup_schedule
-        from lmrec.privacy.dp import DPSGD
+        from lmrec.privacy.dp import DPSGD, pick_rows
 
         torch = require_torch()
         cfg = self.config
@@ -460,12 +457,8 @@ class TwoTowerRecommender(Recommender):
         for t in range(steps):
             users = dp.sample_users()
             users = users[has_examples[users]]  # the others have no example: a zero gradient
-            rows = np.zeros((len(users), m), np.int64)
-            mask = np.zeros((len(users), m), np.float32)
-            for r, u in enumerate(users.tolist()):
-                ex = data.examples[ex_ptr[u]:ex_ptr[u + 1]]
-                pick = ex if len(ex) <= m else rng.choice(ex, m, replace=False)
-                rows[r, :len(pick)], mask[r, :len(pick)] = pick, 1.0
+            pos, mask = pick_rows(ex_ptr, users, m, rng)
+            rows = np.where(mask > 0, data.examples[pos], 0)
             self.net.train()
             with torch.no_grad():
                 hist, hmask = data.history(rows.ravel(), cfg.max_history, self.n_items)

@@ -30,16 +30,20 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["require_opacus", "noise_for_epsilon", "epsilon_spent", "DPReport", "DPSGD", "clip_and_noise",
-           "bound_contributions", "laplace_scale", "gaussian_sigma", "noisy_counts"]
+__all__ = ["require_opacus", "noise_for_epsilon", "epsilon_spent", "DPReport", "DPSGD", "DPFields", "clip_and_noise",
+           "pick_rows", "save_report", "load_report", "bound_contributions", "laplace_scale", "gaussian_sigma",
+           "noisy_counts"]
 
 Accountant = Literal["rdp", "prv"]
 Mechanism = Literal["laplace", "gaussian"]
@@ -109,6 +113,24 @@ class DPReport:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
+class DPFields(BaseModel):
+    """The DP-SGD parameters shared by every model that trains with `DPSGD` (mixed into its
+    config). dp_epsilon: target epsilon (None = no DP; inf = the same procedure without noise,
+    a reference without privacy). dp_delta: the delta of the guarantee (below 1 / n_users).
+    dp_max_grad_norm: the L2 bound C of each user's gradient. dp_users_per_step: expected users
+    per step (Poisson sampling at q = dp_users_per_step / n_users, capped at 1); the run takes
+    round(epochs / q) steps, `epochs` being expected passes over the users. dp_accountant: "rdp"
+    or "prv" (Opacus)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dp_epsilon: float | None = Field(None, gt=0.0, allow_inf_nan=True)
+    dp_delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    dp_max_grad_norm: float = Field(1.0, gt=0.0)
+    dp_users_per_step: int = Field(256, ge=1)
+    dp_accountant: Accountant = "rdp"
+
+
 def clip_and_noise(per_user: Mapping[str, Any], max_norm: float, noise_multiplier: float,
                    expected_batch: float, generator: Any = None) -> tuple[dict[str, Any], Any]:
     """The DP-SGD gradient from per-user gradients.
@@ -158,13 +180,18 @@ class DPSGD:
 
     def __init__(self, module: Any, loss_of_user: Callable[..., Any], *, n_users: int, sample_rate: float,
                  steps: int, max_grad_norm: float, delta: float, target_epsilon: float | None = None,
-                 noise_multiplier: float | None = None, accountant: Accountant = "rdp", seed: int = 0) -> None:
+                 noise_multiplier: float | None = None, accountant: Accountant = "rdp", seed: int = 0,
+                 chunk_size: int | None = None) -> None:
         import torch
 
         if (target_epsilon is None) == (noise_multiplier is None):
             raise ValueError("give exactly one of target_epsilon and noise_multiplier")
         if max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+        if not (0 < sample_rate <= 1 and 0 < delta < 1 and steps >= 1 and n_users >= 1):
+            raise ValueError(f"need 0 < sample_rate <= 1, 0 < delta < 1, steps >= 1, n_users >= 1; got "
+                             f"{sample_rate}, {delta}, {steps}, {n_users}")
+        self.chunk_size = chunk_size
         self.module, self.loss_of_user = module, loss_of_user
         self.n_users, self.sample_rate, self.steps_planned = n_users, float(sample_rate), int(steps)
         self.max_grad_norm, self.delta, self.accountant = float(max_grad_norm), float(delta), accountant
@@ -179,6 +206,21 @@ class DPSGD:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.names = [n for n, p in module.named_parameters() if p.requires_grad]
+
+    @classmethod
+    def from_config(cls, module: Any, loss_of_user: Callable[..., Any], config: DPFields, *, n_users: int,
+                    epochs: float, seed: int = 0, chunk_size: int | None = None) -> DPSGD:
+        """The DPSGD of a model config with `DPFields`: q = dp_users_per_step / n_users (at most
+        1) and round(epochs / q) steps, sigma calibrated to dp_epsilon at dp_delta."""
+        if config.dp_epsilon is None:
+            raise ValueError("dp_epsilon is None: differential privacy is off")
+        if n_users < 1:
+            raise ValueError("DP-SGD needs at least one user")
+        q = min(1.0, config.dp_users_per_step / n_users)
+        steps = max(1, int(round(epochs / q)))
+        return cls(module, loss_of_user, n_users=n_users, sample_rate=q, steps=steps,
+                   max_grad_norm=config.dp_max_grad_norm, delta=config.dp_delta, target_epsilon=config.dp_epsilon,
+                   accountant=config.dp_accountant, seed=seed, chunk_size=chunk_size)
 
     def sample_users(self, candidates: np.ndarray | None = None) -> np.ndarray:
         """Poisson sampling: each user (of `candidates`, default all) independently with
@@ -200,7 +242,7 @@ class DPSGD:
 
         n_user = len(user_inputs)
         g = vmap(grad(one), in_dims=(None,) + (0,) * n_user + (None,) * len(shared_inputs),
-                 randomness="different")
+                 randomness="different", chunk_size=self.chunk_size)
         return g(params, *user_inputs, *shared_inputs)
 
     def step(self, user_inputs: tuple, shared_inputs: tuple = ()) -> dict[str, float]:
@@ -225,6 +267,41 @@ class DPSGD:
         return DPReport(epsilon=eps, delta=self.delta, noise_multiplier=self.noise_multiplier,
                         sample_rate=self.sample_rate, steps=self.steps_taken, max_grad_norm=self.max_grad_norm,
                         accountant=self.accountant, target_epsilon=self.target_epsilon)
+
+
+def pick_rows(ptr: np.ndarray, users: np.ndarray, m: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `m` of each user's rows, for one DP-SGD step: user u owns rows ptr[u]:ptr[u + 1]
+    (rows sorted by user); a user with more than m gets a random m of them. Returns rows
+    (U, m) int64 (0 where padded) and mask (U, m) float32 (1 = a real row)."""
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    users = np.asarray(users, np.int64)
+    rows = np.zeros((len(users), m), np.int64)
+    mask = np.zeros((len(users), m), np.float32)
+    for r, u in enumerate(users.tolist()):
+        own = np.arange(ptr[u], ptr[u + 1])
+        pick = own if len(own) <= m else rng.choice(own, m, replace=False)
+        rows[r, :len(pick)], mask[r, :len(pick)] = pick, 1.0
+    return rows, mask
+
+
+REPORT_FILE = "privacy.json"
+
+
+def save_report(path: str | Path, report: Mapping[str, Any] | DPReport | None) -> None:
+    """Write a model's DP guarantee beside its weights (`<path>/privacy.json`); nothing when
+    the model was trained without DP."""
+    if report is None:
+        return
+    d = report.to_dict() if isinstance(report, DPReport) else dict(report)
+    Path(path, REPORT_FILE).write_text(json.dumps(d, indent=2, sort_keys=True, default=str))
+
+
+def load_report(path: str | Path) -> dict[str, Any] | None:
+    """The DP guarantee saved by `save_report`, or None (a model trained without DP)."""
+    f = Path(path, REPORT_FILE)
+    return json.loads(f.read_text()) if f.is_file() else None
 
 
 # --- noisy counts ------------------------------------------------------------------------------
