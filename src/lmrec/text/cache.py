@@ -33,21 +33,20 @@ _CHUNK = 500  # keys per IN (...) query: below SQLite's bound-variable limit on 
 
 def batches(n: int, batch_size: int, *, progress: bool = False,
             description: str = "encoding") -> Iterator[tuple[int, int]]:
-    """(start, end) pairs covering range(n) in steps of `batch_size`, with a rich progress bar
-    counting texts when `progress` is true."""
+    """(start, end) pairs covering range(n) in steps of `batch_size`, counting texts in a
+    `lmrec.cli.progress.Reporter`: a bar in a terminal, log lines with counts and time left
+    elsewhere, once the loop has run for a second (bar) or ten (log lines); LMREC_PROGRESS=off
+    silences it. `progress` is kept for callers; the reporter decides what to show."""
     step = max(1, int(batch_size))
     spans = [(s, min(s + step, n)) for s in range(0, n, step)]
-    if not progress or n == 0:
-        yield from spans
+    if n == 0:
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from lmrec.cli.progress import Reporter
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task(description, total=n)
+    with Reporter(description, total=n, unit="texts") as rep:
         for s, e in spans:
             yield s, e
-            bar.advance(task, e - s)
+            rep.advance(e - s)
 
 
 def default_cache_folder() -> Path:
@@ -144,7 +143,7 @@ class CachedEncoder:
     """
 
     def __init__(self, encoder: TextEncoder, cache: EmbeddingCache | str | Path | None = None,
-                 *, chunk_size: int = 2048) -> None:
+                 *, chunk_size: int = 512) -> None:
         self.encoder = encoder
         self.cache = cache if isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
         self.name: str = encoder.name
@@ -164,9 +163,12 @@ class CachedEncoder:
         missing = list(dict.fromkeys((k, t) for k, t in zip(keys, texts) if k not in found))
         encode = self.encoder.encode_queries if role == "query" else self.encoder.encode_items
         step = max(self.chunk_size, batch_size)
-        for s, e in batches(len(missing), step, progress=progress, description=f"encoding {role}s"):
+        from lmrec.cli.progress import quiet
+
+        for s, e in batches(len(missing), step, progress=progress, description=f"encode {'queries' if role == 'query' else 'items'} ({self.name})"):
             chunk_keys = [k for k, _ in missing[s:e]]
-            vecs = encode([t for _, t in missing[s:e]], batch_size=batch_size, progress=False)
+            with quiet():  # this loop reports; the wrapped encoder's own batches stay silent
+                vecs = encode([t for _, t in missing[s:e]], batch_size=batch_size, progress=False)
             self.cache.put_many(chunk_keys, vecs)
             found.update(zip(chunk_keys, np.asarray(vecs, dtype=np.float32)))
         for r, k in enumerate(keys):

@@ -64,9 +64,14 @@ class SentenceTransformerEncoder:
         texts = [prefix + t for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        v = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                              convert_to_numpy=True, normalize_embeddings=True)
-        return normalize(v)
+        from lmrec.text.cache import batches
+
+        # chunks of several batches, so a long encode reports counts and time left (lmrec.cli.progress)
+        step = max(batch_size * 8, 512)
+        parts = [self.model.encode(texts[s:e], batch_size=batch_size, show_progress_bar=False,
+                                   convert_to_numpy=True, normalize_embeddings=True)
+                 for s, e in batches(len(texts), step, progress=progress, description="encoding texts")]
+        return normalize(np.concatenate(parts, axis=0))
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.query_prefix, batch_size, progress)
