@@ -56,13 +56,19 @@ def parse_params(text: str | None) -> dict[str, Any]:
     return out
 
 
-def load_named_dataset(name: str, data_dir: Path | None = None):
-    """A registered interaction data set by name; a missing folder or unknown name is a CLI error."""
+def load_named_dataset(name: str, data_dir: Path | None = None, *, strict: bool = False):
+    """An interaction data set: a registered name, or one's own (a data-set spec TOML, a folder
+    with dataset.toml, an events file); any problem is one CLI error line."""
+    from lmrec.data.cleaning import DataError
     from lmrec.data.loaders import DATASETS, load_dataset
+    from lmrec.data.spec import is_spec_path
 
-    if name in DATASETS:
-        try:
-            return load_dataset(name, data_dir)
-        except FileNotFoundError as e:
-            raise fail(str(e)) from None
-    raise fail(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    if name not in DATASETS and not is_spec_path(name):
+        raise fail(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}, or the path of a "
+                   "data-set spec (.toml) or an events file (see docs/own-data.md)")
+    try:
+        return load_dataset(name, data_dir, strict=strict)
+    except (FileNotFoundError, DataError) as e:
+        raise fail(str(e)) from None
+    except ValueError as e:
+        raise fail(str(e) if name in DATASETS else f"{name}: {e}" if name not in str(e) else str(e)) from None

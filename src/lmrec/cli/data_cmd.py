@@ -39,10 +39,11 @@ STRICT = typer.Option(False, "--strict", help="Fail on the first bad row, naming
 
 @app.command("info")
 def info(
-    name: str = typer.Argument(None, help="A data set name; omit to list the registered data sets."),
+    name: str = typer.Argument(None, help="A data set name or the path of a data-set spec / events file; "
+                                          "omit to list the registered data sets."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
 ) -> None:
-    """Describe a registered data set (counts, time range, event kinds, given split)."""
+    """Describe a data set (counts, time range, event kinds, the default split and its sizes)."""
     from lmrec.data.loaders import DATASETS, dataset_folder, load_dataset, load_faq, load_relevance
 
     if name is None:
@@ -54,15 +55,19 @@ def info(
             t.add_row(n, spec.kind, str(folder), "yes" if folder.is_dir() else "no", spec.description)
         console.print(t)
         return
-    if name not in DATASETS:
-        raise fail(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    try:
-        kind = DATASETS[name].kind
-        obj = (load_relevance if kind == "relevance" else load_faq if kind == "faq" else load_dataset)(name, data_dir)
-    except (FileNotFoundError, ValueError) as e:
-        raise fail(str(e)) from None
+    if name not in DATASETS:  # one's own: a spec TOML or an events file
+        from lmrec.cli.common import load_named_dataset
+
+        obj = load_named_dataset(name, data_dir)
+        kind = "interactions"
+    else:
+        try:
+            kind = DATASETS[name].kind
+            obj = (load_relevance if kind == "relevance" else load_faq if kind == "faq" else load_dataset)(name, data_dir)
+        except (FileNotFoundError, ValueError) as e:
+            raise fail(str(e)) from None
     summary = obj.summary()
-    if DATASETS[name].kind == "interactions":
+    if kind == "interactions":
         from lmrec.eval.experiment import make_split
 
         summary["default_split"] = make_split(obj).summary()
@@ -109,21 +114,65 @@ def validate(
 
 @app.command("clean")
 def clean(
-    path: Path = typer.Argument(..., help="Events file (CSV, TSV, JSONL or Parquet)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Cleaned events (.csv, .jsonl or .parquet)."),
+    path: Path = typer.Argument(..., help="Events file (CSV, TSV, JSONL or Parquet) or a data-set spec (.toml)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Cleaned events (.csv, .jsonl or .parquet); a data-set "
+                                                      "spec OUT.toml is written beside it."),
     user: str = USER, item: str = ITEM, timestamp: str = TS, kind: Optional[str] = KIND,
     value: Optional[str] = VALUE, timestamp_format: Optional[str] = TS_FMT, default_kind: str = DEFAULT_KIND,
     fmt: Optional[str] = FMT, strict: bool = STRICT,
     k_core: Optional[int] = typer.Option(None, "--k-core", help="Keep users and items with at least K events."),
     report_json: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON (default: OUT.report.json)."),
 ) -> None:
-    """Clean an events file: drop bad rows (reported with examples) and write the rest."""
+    """Clean an events file (or the data set a spec describes): drop bad rows (reported with
+    examples), write the rest, and write a data-set spec for it that every command reads
+    (`lmrec eval --dataset OUT.toml ...`)."""
+    from lmrec.data.spec import DataSpec, EventsSection
+
+    if path.suffix.lower() == ".toml" or path.is_dir():
+        from lmrec.data.cleaning import DataError
+        from lmrec.data.spec import load_spec, load_spec_dataset
+
+        try:
+            spec = load_spec(path)
+            if k_core is not None:
+                spec.cleaning.k_core = k_core
+            ds, report = load_spec_dataset(spec, strict=strict)
+        except (FileNotFoundError, DataError, ValueError) as e:
+            raise fail(str(e)) from None
+    else:
+        mapping = _mapping(user, item, timestamp or None, kind, value, timestamp_format, default_kind)
+        ds, report = _load_file(path, mapping, strict, fmt, k_core)
+        spec = DataSpec(events=EventsSection(path=path, default_kind=default_kind,
+                                             timestamp=timestamp or None))
+        spec.source = path.resolve()
+    spec_out = _write_clean(ds, spec, out)
+    report_path = report_json or out.with_name(out.name + ".report.json")
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    console.print(report)
+    console.print(f"wrote {len(ds.interactions)} events to {out}, the report to {report_path} and the data-set "
+                  f"spec to {spec_out}: lmrec data info {spec_out}", soft_wrap=True)
+
+
+def _write_frame(frame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    elif suffix in (".jsonl", ".json"):
+        frame.to_json(out, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_csv(out, index=False)
+
+
+def _write_clean(ds, spec, out: Path) -> Path:
+    """Write the cleaned events (and items) of `ds` beside `out` with a spec describing them;
+    returns the spec's path."""
+    import numpy as np
     import pandas as pd
 
+    from lmrec.data.spec import DataSpec, EventsSection, ItemsSection, SplitSection, spec_toml
     from lmrec.types import EventKind
 
-    mapping = _mapping(user, item, timestamp or None, kind, value, timestamp_format, default_kind)
-    ds, report = _load_file(path, mapping, strict, fmt, k_core)
     inter = ds.interactions
     frame = pd.DataFrame({
         "user_id": ds.users.to_ids(inter.user),
@@ -132,18 +181,75 @@ def clean(
         "kind": [EventKind(k).name.lower() for k in inter.kind],
         "value": inter.value,
     })
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    elif suffix in (".jsonl", ".json"):
-        frame.to_json(out, orient="records", lines=True)
-    else:
-        frame.to_csv(out, index=False)
-    report_path = report_json or out.with_name(out.name + ".report.json")
-    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    console.print(report)
-    console.print(f"wrote {len(frame)} events to {out} and the report to {report_path}")
+    split = spec.split.model_copy()
+    labels = ds.info.get("given_labels")
+    if labels is not None:
+        frame["split"] = labels
+        split.column = "split"
+    for part in ("test", "valid"):  # session files stay where they are
+        f = getattr(split, part)
+        if f is not None:
+            setattr(split, part, f.model_copy(update={"path": spec.resolve(f.path)}))
+    _write_frame(frame, out)
+    ordered = "timestamp" if ds.has_timestamps else "position"
+    events = EventsSection(path=Path(out.name), kind="kind", value="value",
+                           timestamp="timestamp" if ds.has_timestamps else None,
+                           timestamp_format="unix" if ds.has_timestamps else None, order=ordered,
+                           format=None)
+    items = None
+    t = ds.item_table
+    if t is not None and spec.items is not None:
+        item_out = out.with_name(out.stem + ".items" + out.suffix)
+        cols = {"item_id": list(ds.items.ids), "title": list(t.title),
+                "categories": ["|".join(c) for c in t.categories]}
+        cols.update({k: list(v) for k, v in t.text.items() if k not in cols})
+        cols.update({k: list(v) for k, v in t.attributes.items() if k not in cols})
+        cols["created_at"] = np.asarray(t.created_at)
+        cols["available"] = np.asarray(t.available)
+        _write_frame(pd.DataFrame(cols), item_out)
+        items = ItemsSection(path=Path(item_out.name), id="item_id", title="title", categories="categories",
+                             category_sep="|", text=[k for k in t.text if k not in ("item_id", "title")],
+                             attributes=[k for k in t.attributes if k not in ("item_id", "title")],
+                             created_at="created_at", created_at_format="unix", available="available")
+    clean_spec = DataSpec(name=spec.name or ds.name, description=spec.description, template=spec.template,
+                          events=events, items=items, split=SplitSection(**split.model_dump()))
+    clean_spec.cleaning.rating_range = spec.cleaning.rating_range
+    spec_out = out.with_suffix(".toml")
+    spec_out.write_text(spec_toml(clean_spec), encoding="utf-8")
+    return spec_out
+
+
+@app.command("load")
+def load(
+    dataset: str = typer.Argument(..., help="A data-set spec (.toml), an events file or a registered data set name."),
+    home: Optional[Path] = typer.Option(None, "--home", help="Service home folder (its sqlite store is <home>/lmrec.db)."),
+    store_url: Optional[str] = typer.Option(None, "--store-url", help="Record store URL (default: the sqlite file in --home)."),
+    create: bool = typer.Option(False, "--create", help="Create the home's store when it does not exist yet."),
+    items_only: bool = typer.Option(False, "--items-only", help="Write the catalog only, no events."),
+    strict: bool = STRICT,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
+) -> None:
+    """Write a data set's items and events into a service's store (bulk, before `lmrec serve`;
+    a running service takes new data through POST /items and /events)."""
+    from lmrec.cli.common import load_named_dataset
+    from rich.progress import Progress
+
+    from lmrec.cli.service_cmd import _open_store
+    from lmrec.stores.bulk import import_dataset
+
+    ds = load_named_dataset(dataset, data_dir, strict=strict)
+    store = _open_store(home, store_url, create=create,
+                        hint="create it with --create")
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"writing {len(ds.interactions)} events of {ds.name}", total=len(ds.interactions))
+            counts = import_dataset(store, ds, items_only=items_only,
+                                    on_progress=lambda done, total: bar.update(task, completed=done))
+        total = {"items": store.count_items(), "events": store.count_events()}
+    finally:
+        store.close()
+    console.print(f"[green]loaded[/] {counts['items']} items and {counts['events']} events of {ds.name}; the store "
+                  f"now holds {total['items']} items and {total['events']} events", soft_wrap=True)
 
 
 @app.command("download")

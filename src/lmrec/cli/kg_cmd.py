@@ -34,14 +34,9 @@ def info(
     if (dataset is None) == (home is None):
         raise fail("give exactly one of --dataset NAME or --home FOLDER")
     if dataset is not None:
-        from lmrec.data.loaders import DATASETS, load_dataset
+        from lmrec.cli.common import load_named_dataset
 
-        if dataset not in DATASETS:
-            raise fail(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
-        try:
-            ds = load_dataset(dataset, data_dir)
-        except (FileNotFoundError, ValueError) as e:
-            raise fail(str(e)) from None
+        ds = load_named_dataset(dataset, data_dir)
     else:
         ds = _home_dataset(home)  # type: ignore[arg-type]
     g = KnowledgeGraph.from_dataset(ds)

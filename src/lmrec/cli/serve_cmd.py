@@ -15,23 +15,26 @@ RETRIEVERS = ("bm25", "dense", "hybrid")
 
 
 def _catalog(dataset: str, data_dir: Optional[Path]) -> tuple[list[str], list[str]]:
-    """(item ids, item texts) of a registered data set: interaction sets use their item text
-    template, relevance sets (homedepot, qbqtc) their product / page titles."""
-    from lmrec.data.loaders import DATASETS, load_dataset, load_faq, load_relevance
+    """(item ids, item texts) of a data set: interaction sets (registered or one's own spec)
+    use their item text template, relevance sets (homedepot, qbqtc) their product / page
+    titles, FAQ sets their stored questions."""
+    from lmrec.cli.common import load_named_dataset
+    from lmrec.data.loaders import DATASETS, load_faq, load_relevance
 
-    if dataset not in DATASETS:
-        raise fail(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
+    if dataset not in DATASETS or DATASETS[dataset].kind == "interactions":  # own data: a spec / file
+        from lmrec.text.templates import item_texts
+
+        ds = load_named_dataset(dataset, data_dir)
+        if ds.item_table is None:
+            raise fail(f"{dataset}: the data set has no item file, so there is no text to search "
+                       "(add an [items] section to its spec)")
+        return list(ds.items.ids), item_texts(ds)
     try:
         if DATASETS[dataset].kind == "relevance":
             rel = load_relevance(dataset, data_dir)
             return list(rel.items.ids), list(rel.item_text)
-        if DATASETS[dataset].kind == "faq":   # the stored questions (ids: row numbers)
-            faq = load_faq(dataset, data_dir)
-            return [str(i) for i in range(len(faq))], list(faq.questions)
-        from lmrec.text.templates import item_texts
-
-        ds = load_dataset(dataset, data_dir)
-        return list(ds.items.ids), item_texts(ds)
+        faq = load_faq(dataset, data_dir)  # the stored questions (ids: row numbers)
+        return [str(i) for i in range(len(faq))], list(faq.questions)
     except FileNotFoundError as e:
         raise fail(str(e)) from None
 

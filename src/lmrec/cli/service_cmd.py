@@ -589,27 +589,15 @@ def demo_key(store: Any, home: Path, dataset: str) -> tuple[str, bool]:
 
 def _seed_movielens(store: Any, data_dir: Optional[Path]) -> None:
     """MovieLens-100k: titles and genres as items, ratings as `rating` events."""
-    import numpy as np
     from rich.progress import Progress
 
     from lmrec.cli.common import load_named_dataset
-    from lmrec.stores.records import EventRecord, ItemRecord
+    from lmrec.stores.bulk import import_dataset
 
     ds = load_named_dataset("ml-100k", data_dir)
-    table = ds.item_table
-    items = [ItemRecord(item_id, title=table.title[i] if table else "", categories=tuple(table.categories[i]) if table else ())
-             for i, item_id in enumerate(ds.items.ids)]
-    store.upsert_items(items)
-    x = ds.interactions
-    order = np.argsort(x.timestamp, kind="stable")
-    users, item_ids = ds.users.ids, ds.items.ids
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"writing {len(order)} ratings as events", total=len(order))
-        for s in range(0, len(order), 10_000):
-            rows = order[s:s + 10_000]
-            store.append_events([EventRecord(users[x.user[j]], item_ids[x.item[j]], "rating", float(x.value[j]),
-                                             float(x.timestamp[j])) for j in rows])
-            bar.advance(task, len(rows))
+        task = bar.add_task(f"writing {len(ds.interactions)} ratings as events", total=len(ds.interactions))
+        import_dataset(store, ds, on_progress=lambda done, total: bar.update(task, completed=done))
 
 
 def demo_command(

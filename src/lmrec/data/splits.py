@@ -182,3 +182,50 @@ def cold_start_random_items(dataset: Dataset, *, test_fraction: float = 0.2, val
               "test_fraction": test_fraction, "valid_fraction": valid_fraction,
               "tie_break": "random"},
     )
+
+
+def time_ratio_split(dataset: Dataset, *, test_fraction: float = 0.1, valid_fraction: float = 0.1) -> Split:
+    """A global split on the timeline: events in the last `test_fraction` of the time-sorted
+    events are test, the `valid_fraction` before them validation, the rest train (cut-offs by
+    event count; events at a cut-off's timestamp go to the later part). Only users with a
+    train event are validated, and only users with a train or validation event are tested, so
+    every evaluated user has a history; items first seen after a cut-off stay in the truth
+    (a model that cannot recommend them pays for it, as it would online)."""
+    if not dataset.has_timestamps:
+        raise ValueError(f"{dataset.name}: a time-ratio split needs real timestamps (the data set is ordered "
+                         "by position only; use temporal-loo)")
+    if not 0 < test_fraction < 1 or not 0 < valid_fraction < 1 or test_fraction + valid_fraction >= 1:
+        raise ValueError(f"test_fraction={test_fraction} and valid_fraction={valid_fraction} must be in (0, 1) "
+                         "and sum to less than 1")
+    inter = dataset.interactions.sorted()
+    if not len(inter):
+        raise ValueError(f"{dataset.name}: no interactions to split")
+    ts = np.sort(inter.timestamp)
+    t_test = ts[min(int(len(ts) * (1 - test_fraction)), len(ts) - 1)]
+    t_valid = ts[min(int(len(ts) * (1 - test_fraction - valid_fraction)), len(ts) - 1)]
+    train = inter.select(inter.timestamp < t_valid)
+    has_train = np.zeros(dataset.n_users, dtype=bool)
+    has_train[train.user] = True
+    valid = inter.select((inter.timestamp >= t_valid) & (inter.timestamp < t_test) & has_train[inter.user])
+    has_history = has_train.copy()
+    has_history[valid.user] = True
+    test = inter.select((inter.timestamp >= t_test) & has_history[inter.user])
+    if not len(train) or not len(test):
+        raise ValueError(f"{dataset.name}: the time-ratio split left train {len(train)} and test {len(test)} "
+                         "events (too few distinct timestamps?)")
+    return Split("time-ratio", dataset, train, valid, test,
+                 info={"test_from": int(t_test), "valid_from": int(t_valid), "test_fraction": test_fraction,
+                       "valid_fraction": valid_fraction})
+
+
+def session_split(dataset: Dataset) -> Split:
+    """"history -> next item" evaluation (`dataset.info["sessions"]`, from a data-set spec):
+    models are fitted on every event; the test (and validation) rows are answered from their
+    histories alone (`lmrec.eval.sessions.evaluate_session_stage`)."""
+    sessions = dataset.info.get("sessions")
+    if not sessions or "test" not in sessions:
+        raise ValueError(f"{dataset.name}: no history -> next item rows (a spec's [split] method = 'sessions')")
+    empty = Interactions.empty()
+    return Split("sessions", dataset, dataset.interactions, empty, empty,
+                 info={"sessions": sessions, "test_sessions": len(sessions["test"]),
+                       "valid_sessions": len(sessions["valid"]) if "valid" in sessions else 0})

@@ -105,18 +105,23 @@ class EvalResult:
 
     def save_recs(self, path: str | Path, dataset: Dataset, k: int | None = None) -> Path:
         """Write each evaluated user's top-k list as JSON lines with original ids:
-        {"user": id, "items": [ids], "scores": [floats]}."""
-        if self.recs is None or self.scores is None:
+        {"user": id, "items": [ids], "scores": [floats]}; for "history -> next item" rows
+        {"session": file line, "items": [ids]}."""
+        if self.recs is None:
             raise ValueError("no lists kept: evaluate with keep_recs=True to save them")
         k = self.recs.shape[1] if k is None else min(int(k), self.recs.shape[1])
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        user_ids = dataset.users.to_ids(self.users)
+        sessions = self.info.get("unit") == "session"
+        keys = self.info["session_ids"] if sessions else dataset.users.to_ids(self.users)
         with path.open("w", encoding="utf-8") as f:
-            for uid, items, scores in zip(user_ids, self.recs[:, :k], self.scores[:, :k]):
+            for j, (key, items) in enumerate(zip(keys, self.recs[:, :k])):
                 keep = items >= 0
-                f.write(json.dumps({"user": uid, "items": dataset.items.to_ids(items[keep]),
-                                    "scores": [round(float(s), 6) for s in scores[keep]]}) + "\n")
+                rec: dict[str, Any] = {"session" if sessions else "user": key,
+                                       "items": dataset.items.to_ids(items[keep])}
+                if self.scores is not None:
+                    rec["scores"] = [round(float(s), 6) for s in self.scores[j, :k][keep]]
+                f.write(json.dumps(rec) + "\n")
         return path
 
 

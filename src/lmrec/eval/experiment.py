@@ -13,10 +13,11 @@ import numpy as np
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.splits import (
-    Split, cold_start_items, cold_start_random_items, given_split, temporal_leave_one_out,
+    Split, cold_start_items, cold_start_random_items, given_split, session_split, temporal_leave_one_out,
+    time_ratio_split,
 )
 
-SPLITS = ("temporal-loo", "given", "coldstart", "coldstart-random")
+SPLITS = ("temporal-loo", "given", "time-ratio", "sessions", "coldstart", "coldstart-random")
 
 #: The split each data set is reported on by default.
 DEFAULT_SPLIT = {
@@ -28,12 +29,22 @@ DEFAULT_SPLIT = {
 
 
 def make_split(dataset: Dataset, split: str | None = None) -> Split:
-    """Build a named split of `dataset` ('temporal-loo', 'given', 'coldstart', 'coldstart-random')."""
-    name = split or DEFAULT_SPLIT.get(dataset.name, "temporal-loo" if dataset.has_timestamps else "given")
+    """Build a named split of `dataset` (see SPLITS). The default: the data set's own (a
+    spec's `[split] method`), else the registered data set's, else temporal-loo when events
+    have times or a known order, else the given split."""
+    ordered = dataset.has_timestamps or dataset.info.get("order") == "position"
+    name = split or dataset.info.get("default_split") or DEFAULT_SPLIT.get(
+        dataset.name, "temporal-loo" if ordered else "given")
     if name == "temporal-loo":
-        if not dataset.has_timestamps and dataset.given_split is None:
-            raise ValueError(f"{dataset.name}: no timestamps; a temporal split would follow file order")
+        if not ordered and dataset.given_split is None:
+            raise ValueError(f"{dataset.name}: no timestamps; a temporal split would follow file order "
+                             "(if the file order is the time order, say so: order = \"position\" in its spec)")
         return temporal_leave_one_out(dataset)
+    if name == "time-ratio":
+        p = dataset.info.get("split_params", {})
+        return time_ratio_split(dataset, **{k: p[k] for k in ("test_fraction", "valid_fraction") if k in p})
+    if name == "sessions":
+        return session_split(dataset)
     if name == "given":
         return given_split(dataset)
     if name == "coldstart":
@@ -88,6 +99,14 @@ def run_experiment(
     """
     from lmrec.component import create
     from lmrec.eval.evaluator import evaluate
+    from lmrec.eval.sessions import evaluate_session_stage
+
+    if "sessions" in split.info:  # history -> next item rows: each answered from its history alone
+        if len(grid_points(grid)) > 1 and "valid" not in split.info["sessions"]:
+            raise ValueError(f"{split.dataset.name}: tuning needs validation rows (a spec's [split] valid = ...)")
+
+        def evaluate(model, split, *, stage, ks, keep_recs=True, item_categories=None, progress=False):  # noqa: F811
+            return evaluate_session_stage(model, split, stage=stage, ks=ks, item_categories=item_categories)
 
     make = factory or create
     ds = split.dataset

@@ -26,7 +26,7 @@ import numpy as np
 from lmrec.eval.metrics import ranking_metrics
 from lmrec.types import HistoryBatch
 
-__all__ = ["evaluate_sessions"]
+__all__ = ["evaluate_sessions", "evaluate_session_stage"]
 
 METRICS = ("HR", "NDCG", "MRR", "Recall")
 
@@ -41,6 +41,21 @@ def evaluate_sessions(model: Any, sessions: Sequence[Sequence[int] | np.ndarray]
     its list (off by default: a session's next item is often one it has seen; a pipeline's
     `seen` filter applies only when this is on). ValueError names a bad argument."""
     ks = sorted({int(x) for x in (ks or [k])})
+    recs, truth = _session_recs(model, sessions, targets, ks, times, exclude_seen, batch)
+    out: dict[str, float] = {"n_sessions": len(sessions)}
+    if not len(sessions):
+        return out
+    for name, values in ranking_metrics(recs, truth, ks).items():
+        if name.split("@")[0] in METRICS:
+            out[name] = float(values.mean())
+            out[f"{name}_se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    return out
+
+
+def _session_recs(model: Any, sessions: Sequence[Any], targets: Sequence[Any], ks: Sequence[int],
+                  times: Sequence[Sequence[int]] | None, exclude_seen: bool,
+                  batch: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each session's top max(ks) items (-1 pads) and its de-duplicated target items."""
     if not ks or ks[0] < 1:
         raise ValueError(f"ks: cut-offs must be positive, got {ks}")
     if len(targets) != len(sessions):
@@ -64,14 +79,49 @@ def evaluate_sessions(model: Any, sessions: Sequence[Sequence[int] | np.ndarray]
                        depth, exclude_seen)
         for j, items in zip(rows, lists):
             recs[j, :len(items)] = items[:depth]
-    out: dict[str, float] = {"n_sessions": len(sessions)}
-    if not len(sessions):
-        return out
-    for name, values in ranking_metrics(recs, truth, ks).items():
-        if name.split("@")[0] in METRICS:
-            out[name] = float(values.mean())
-            out[f"{name}_se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-    return out
+    return recs, truth
+
+
+def evaluate_session_stage(model: Any, split: Any, *, stage: str = "test", ks: Sequence[int] = (10, 20),
+                           item_categories: Sequence[Sequence[str]] | None = None,
+                           exclude_seen: bool = False, batch: int = 256) -> Any:
+    """An `EvalResult` for a "sessions" split (`lmrec.data.splits.session_split`): the rows of
+    `stage` ("test" or "valid") answered from their histories, per-row metrics in `per_user`
+    (aligned with `users` = row numbers; `info["session_ids"]` holds the rows' file lines),
+    plus coverage, novelty, exposure Gini, long-tail share and ILD as the full-ranking
+    evaluator reports them, with the fitted events as the popularity reference."""
+    import time
+
+    from lmrec.eval import fairness as F
+    from lmrec.eval import metrics as M
+    from lmrec.eval.evaluator import EvalResult
+
+    t0 = time.perf_counter()
+    rows = split.info["sessions"].get(stage)
+    if rows is None:
+        raise ValueError(f"{split.dataset.name}: no {stage} sessions (a spec's [split] {stage} = ...)")
+    ks = sorted({int(x) for x in ks})
+    recs, truth = _session_recs(model, rows.histories, rows.targets, ks, None, exclude_seen, batch)
+    ds = split.dataset
+    seen = split.train.to_csr(ds.n_users, ds.n_items)
+    pu = {name: v for name, v in ranking_metrics(recs, truth, ks).items()
+          if name.split("@")[0] in (*METRICS, "Precision")}
+    self_info = M.self_information(seen)
+    cats = M.category_matrix(item_categories) if item_categories is not None else None
+    for k in ks:
+        pu[f"novelty@{k}"] = M.novelty(recs, self_info, k)
+        if cats is not None:
+            pu[f"ILD@{k}"] = M.intra_list_diversity(recs, k, item_categories=cats)
+    means = {n: float(v.mean()) if len(v) else float("nan") for n, v in pu.items()}
+    head = F.head_items(F.item_popularity(seen, ds.n_items))
+    for k in ks:
+        means[f"coverage@{k}"] = M.coverage(recs, ds.n_items, k) if len(recs) else 0.0
+        means[f"gini@{k}"] = F.exposure_gini(recs, ds.n_items, k) if len(recs) else float("nan")
+        means[f"longtail@{k}"] = F.long_tail_share(recs, head, k) if len(recs) else float("nan")
+    info = {"stage": stage, "ks": ks, "users_evaluated": len(recs), "unit": "session",
+            "session_ids": list(rows.ids), "eval_s": round(time.perf_counter() - t0, 3)}
+    return EvalResult(metrics=means, per_user=pu, users=np.arange(len(recs)), recs=recs,
+                      scores=None, info=info)
 
 
 def _lists(model: Any, sessions: list[Any], times: list[Any] | None, depth: int,

@@ -17,7 +17,9 @@ from lmrec.data.loaders.generic import (
 )
 from lmrec.data.loaders.movielens import load_ml1m, load_ml100k, load_ml_latest_small
 from lmrec.data.loaders.relevance_sets import load_homedepot, load_qbqtc
+from lmrec.data.cleaning import CleaningReport
 from lmrec.data.relevance import RelevanceSet
+from lmrec.data.spec import DataSpec, EventsSection, is_spec_path, load_spec, load_spec_dataset
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,14 @@ def _locate(name: str, data_dir: Path | None) -> tuple[DatasetSpec, Path]:
     return spec, folder
 
 
-def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+def load_dataset(name: str | Path, data_dir: Path | None = None, *, strict: bool = False) -> Dataset:
     """Load a registered interaction data set (see INTERACTION_DATASETS) from `data_dir`
-    (default: `lmrec.settings.data_dir()`)."""
+    (default: `lmrec.settings.data_dir()`), or a data set of one's own: the path of a
+    data-set spec TOML (`lmrec.data.spec`), of a folder holding `dataset.toml`, or of an
+    events file with the columns user_id, item_id, timestamp. `strict` (own data only) stops
+    at the first bad row."""
+    if isinstance(name, Path) or (name not in DATASETS and is_spec_path(name)):
+        return load_dataset_path(name, strict=strict)[0]
     spec, folder = _locate(name, data_dir)
     if spec.kind != "interactions":
         loader = "load_faq" if spec.kind == "faq" else "load_relevance"
@@ -87,6 +94,21 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
     out = spec.loader(folder)
     assert isinstance(out, Dataset)
     return out
+
+
+def load_dataset_path(path: str | Path, *, strict: bool = False) -> tuple[Dataset, CleaningReport]:
+    """An own data set from a spec TOML, a folder with `dataset.toml`, or a bare events file
+    (default columns), with the events' cleaning report."""
+    p = Path(path)
+    if p.suffix.lower() == ".toml" or p.is_dir():
+        spec = load_spec(p)
+    elif not p.exists():
+        raise FileNotFoundError(f"{p}: no such file (a data-set spec .toml, a folder with dataset.toml, "
+                                f"an events file, or one of the registered data sets: {', '.join(DATASETS)})")
+    else:
+        spec = DataSpec(events=EventsSection(path=p.resolve()))
+        spec.source = p.resolve()
+    return load_spec_dataset(spec, strict=strict)
 
 
 def load_relevance(name: str, data_dir: Path | None = None) -> RelevanceSet:
@@ -113,5 +135,5 @@ def load_faq(name: str, data_dir: Path | None = None) -> FaqSet:
 __all__ = [
     "DATASETS", "FAQ_SETS", "INTERACTION_DATASETS", "RELEVANCE_SETS", "DatasetSpec", "FaqSet", "ColumnMapping", "ItemMapping",
     "ItemCatalog", "RelevanceSet", "dataset_folder", "events_to_dataset", "load_dataset",
-    "load_events_file", "load_faq", "load_items_file", "load_relevance",
+    "load_dataset_path", "load_events_file", "load_faq", "load_items_file", "load_relevance",
 ]

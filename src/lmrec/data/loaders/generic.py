@@ -196,6 +196,7 @@ def load_events_file(
     encoding: str = "utf-8",
     names: Sequence[str] | None = None,
     name: str | None = None,
+    keep_lines: bool = False,
 ) -> tuple[Dataset, CleaningReport]:
     """Read, clean and index an events file (CSV, TSV, JSONL or Parquet).
 
@@ -203,6 +204,7 @@ def load_events_file(
     `unknown_item`) and the data set uses the catalog's id map and item table. `names` gives
     column names for a CSV/TSV file without a header. Strict mode raises `DataError` on the
     first bad row; otherwise bad rows are dropped and counted in the returned report.
+    `keep_lines` puts each kept event's file line in `dataset.info["lines"]` (event order).
     """
     path = Path(path)
     m = mapping or ColumnMapping()
@@ -221,6 +223,8 @@ def load_events_file(
                            has_timestamps=m.timestamp is not None)
     ds.info["source"] = str(path)
     ds.info["cleaning"] = raw.report.to_dict()
+    if keep_lines:
+        ds.info["lines"] = clean["line"].to_numpy()
     if items is not None:
         ds.info["item_cleaning"] = items.report.to_dict()
     return ds, raw.report
