@@ -19,8 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MAIN_METRICS", "FAIRNESS_METRICS", "write_results", "read_results", "rows_table", "rich_table", "rich_tables",
-           "fairness_markdown", "fairness_rich_tables", "plot_metric", "machine_description", "git_commit"]
+__all__ = ["MAIN_METRICS", "FAIRNESS_METRICS", "COMPACT_METRICS", "write_results", "read_results", "rows_table",
+           "rich_table", "rich_tables", "compact_tables", "fitted_tables", "fairness_markdown",
+           "fairness_rich_tables", "plot_metric", "plot_results", "machine_description", "git_commit"]
 
 #: Columns shown in tables, in this order, when at least one row has them.
 MAIN_METRICS = ("NDCG@10", "HR@10", "MRR@10", "Recall@20", "Precision@10", "coverage@10", "ILD@10",
@@ -177,33 +178,73 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
 def rich_tables(rows: Sequence[dict[str, Any]], width: int = 80, title: str | None = None) -> list[Any]:
     """`rich_table`'s columns split over as many tables as it takes for each to fit `width`
     characters; every table after the first repeats the model column."""
-    from rich.table import Table
-
     cols = _columns(rows)
     if not cols:
         return [rich_table(rows, title)]
+    key = cols.index("model") if "model" in cols else 0
+    cells = [[_cell(r, c) for c in cols] for r in rows]
+    return fitted_tables(cols, cells, width=width, title=title, key=key,
+                         left=[j for j, c in enumerate(cols) if c in ID_COLUMNS])
 
-    def w(c: str) -> int:
-        return max([len(c)] + [len(_cell(r, c)) for r in rows]) + 3
 
-    key = "model" if "model" in cols else cols[0]
-    chunks: list[list[str]] = [[]]
+def fitted_tables(header: Sequence[str], cells: Sequence[Sequence[str]], *, width: int = 80,
+                  title: str | None = None, caption: str | None = None, key: int = 0,
+                  left: Sequence[int] = (0,)) -> list[Any]:
+    """Rich Tables of `cells` under `header`, the columns split over as many tables as it takes
+    for each to fit `width` characters (column `key`, the row label, is repeated in each).
+    Columns in `left` are left-aligned text that may fold; the others are right-aligned and
+    never wrapped, so a number is shown whole or not at all (never as '0.…')."""
+    from rich.table import Table
+
+    def w(j: int) -> int:
+        return max([len(header[j])] + [len(line[j]) for line in cells]) + 3
+
+    chunks: list[list[int]] = [[]]
     used = 1
-    for c in cols:
-        if chunks[-1] and used + w(c) > width:
-            chunks.append([key] if c != key else [])
-            used = 1 + (w(key) if c != key else 0)
-        chunks[-1].append(c)
-        used += w(c)
+    for j in range(len(header)):
+        if chunks[-1] and used + w(j) > width:
+            chunks.append([key] if j != key else [])
+            used = 1 + (w(key) if j != key else 0)
+        chunks[-1].append(j)
+        used += w(j)
     tables = []
-    for j, chunk in enumerate(chunks):
-        t = Table(title=title if j == 0 else None)
-        for c in chunk:
-            t.add_column(c, justify="left" if c in ID_COLUMNS else "right")
-        for r in rows:
-            t.add_row(*(_cell(r, c) for c in chunk))
+    for n, chunk in enumerate(chunks):
+        last = n == len(chunks) - 1
+        t = Table(title=title if n == 0 else None, caption=caption if last else None, caption_justify="left")
+        for j in chunk:
+            if j in left:
+                t.add_column(header[j], justify="left", overflow="fold")
+            else:
+                t.add_column(header[j], justify="right", no_wrap=True, min_width=w(j) - 3)
+        for line in cells:
+            t.add_row(*(line[j] for j in chunk))
         tables.append(t)
     return tables
+
+
+#: The columns `lmrec eval` shows by default (`--wide` shows all of MAIN_METRICS).
+COMPACT_METRICS = ("NDCG@10", "HR@10", "Recall@20", "coverage@10", "fit_s")
+_COMPACT_HEAD = {"coverage@10": "coverage", "fit_s": "fit s"}
+
+
+def compact_tables(rows: Sequence[dict[str, Any]], width: int = 80) -> list[Any]:
+    """A short table for the terminal: one line per row (its label), NDCG@10 ± se, HR@10,
+    Recall@20, coverage@10 and fit seconds, with the data set and split in the title and the
+    parameters under the table. Fits 80 columns for the usual model names; see `rich_tables`
+    for every metric."""
+    cols = [c for c in COMPACT_METRICS if any(c in r for r in rows)]
+    labels = _row_labels(rows)
+    header = ["model"] + [_COMPACT_HEAD.get(c, c) for c in cols]
+    cells = [[lab] + [_cell(r, c) for c in cols] for lab, r in zip(labels, rows)]
+    where = [", ".join(str(r[k]) for k in ("dataset", "split") if r.get(k)) for r in rows]
+    title = where[0] if where and len(set(where)) == 1 and where[0] else None
+    notes = []
+    for lab, r in zip(labels, rows):
+        p = format_params(r.get("params"))
+        tuned = f" (tuned on {r['tuned_on']})" if r.get("tuned_on") else ""
+        if p or tuned:
+            notes.append(f"{lab}: {p or 'defaults'}{tuned}")
+    return fitted_tables(header, cells, width=width, title=title, caption="; ".join(notes) or None)
 
 
 def _row_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -300,39 +341,24 @@ def _by_dataset(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str
     return parts if len(parts) > 1 else [("", list(rows))]
 
 
-def fairness_rich_tables(rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """The tables of `fairness_markdown` as rich Tables for the terminal (each fits 80 columns
-    for one or two result rows)."""
-    from rich.table import Table
-
+def fairness_rich_tables(rows: Sequence[dict[str, Any]], width: int = 80) -> list[Any]:
+    """The tables of `fairness_markdown` as rich Tables for the terminal, columns split so each
+    table fits `width` characters (many result rows get one column per user group)."""
     fair = _fair_rows(rows)
     if not fair:
         return []
     cols = [c for c in FAIRNESS_METRICS if any(c in r for r in fair)]
-    t = Table(title="popularity bias (top 10)")
-    t.add_column("model")
-    for c in cols:
-        t.add_column(c, justify="right")
-    for lab, r in zip(_row_labels(fair), fair):
-        t.add_row(lab, *("-" if r.get(c) is None else f"{float(r[c]):.4f}" for c in cols))
-    tables = [t]
+    cells = [[lab] + ["-" if r.get(c) is None else f"{float(r[c]):.4f}" for c in cols]
+             for lab, r in zip(_row_labels(fair), fair)]
+    tables = fitted_tables(["model"] + cols, cells, width=width, title="popularity bias (top 10)")
     for name, part in _by_dataset(fair):
         for by in _groupings(part):
             rows_by = [r for r in part if by in (r.get("groups") or {})]
-            tables.append(_rich_group(rows_by, by, name))
+            header, grid = _group_grid(rows_by, by)
+            title = f"{name + ': ' if name else ''}{_group_head(rows_by)} by {by}"
+            left = [0] + ([1] if len(header) > 1 and header[1] == "range" else [])
+            tables += fitted_tables(header, grid, width=width, title=title, left=left)
     return tables
-
-
-def _rich_group(rows: Sequence[dict[str, Any]], by: str, dataset: str) -> Any:
-    from rich.table import Table
-
-    header, cells = _group_grid(rows, by)
-    g = Table(title=f"{dataset + ': ' if dataset else ''}{_group_head(rows)} by {by}")
-    for j, h in enumerate(header):
-        g.add_column(h, justify="left" if j == 0 else "right")
-    for line in cells:
-        g.add_row(*line)
-    return g
 
 
 def _value(row: dict[str, Any], key: str) -> Any:
@@ -380,4 +406,56 @@ def plot_metric(rows: Sequence[dict[str, Any]], x: str, y: str, out_png: str | P
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
+    return out
+
+
+def plot_results(rows: Sequence[dict[str, Any]], out_png: str | Path, *, metric: str = "NDCG@10",
+                 title: str | None = None) -> Path:
+    """A PNG of evaluation rows (what `lmrec eval --plot` writes): `metric` per row with its 95%
+    confidence interval (± 1.96 standard errors, when the rows have `<metric>_se`), and, when
+    the rows were scored per activity decile (`groups["activity"]`), `metric` by decile, one
+    line per row."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if r.get(metric) is not None]
+    if not rows:
+        raise ValueError(f"no row has {metric!r}")
+    labels = _row_labels(rows)
+    deciles = [r for r in rows if (r.get("groups") or {}).get("activity")]
+    fig = Figure(figsize=(11 if deciles else 6, 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if deciles else 1, squeeze=False)[0]
+    ax = axes[0]
+    vals = np.array([float(r[metric]) for r in rows])
+    err = np.array([1.96 * float(r.get(f"{metric}_se") or 0.0) for r in rows])
+    pos = np.arange(len(rows))
+    ax.barh(pos, vals, xerr=err if err.any() else None, color="#4c72b0", capsize=4, alpha=0.85)
+    for y, v, e in zip(pos, vals, err):
+        ax.text(v + e, y, f" {v:.4f}", va="center", fontsize="small")
+    ax.set_yticks(pos, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlim(0, float((vals + err).max()) * 1.25 or 1.0)
+    ax.set_xlabel(f"{metric}" + (" (95% CI)" if err.any() else ""))
+    ax.grid(axis="x", alpha=0.3)
+    where = {", ".join(str(r[k]) for k in ("dataset", "split") if r.get(k)) for r in rows}
+    ax.set_title(title or (f"{metric}: {where.pop()}" if len(where) == 1 else metric), fontsize="medium")
+    if deciles:
+        ax2 = axes[1]
+        head = _group_head(deciles)
+        for lab, r in zip(_row_labels(deciles), deciles):
+            groups = r["groups"]["activity"]
+            ys = [np.nan if g.get(head) is None else float(g[head]) for g in groups]
+            ax2.plot(range(1, len(groups) + 1), ys, marker="o", label=lab)
+        first = deciles[0]["groups"]["activity"]
+        ax2.set_xticks(range(1, len(first) + 1), [str(g["group"]) for g in first], fontsize="small")
+        ax2.set_xlabel("activity decile (d1: fewest training items per user)")
+        ax2.set_ylabel(head)
+        ax2.set_title(f"{head} by activity decile", fontsize="medium")
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize="small")
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
     return out
