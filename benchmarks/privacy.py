@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,9 +63,46 @@ CENTRAL = {**NO_DP, "epochs": 30, "patience": 3}
 FED = {**CENTRAL, "batch_size": 128}
 
 
+#: the text-aware sequential model of the dp_seq section: text only (every weight is catalog-independent,
+#: so weights trained on public data start it), one small block (few parameters: DP noise grows with them)
+SEQ = {"encoder": "minilm", "id_fusion": "none", "projection": "linear", "hidden": 32, "n_blocks": 1, "n_heads": 1,
+       "max_len": 50, "dropout": 0.2, "windows": "all", "threads": 1, "seed": 0}
+#: public pre-training on MovieLens-1M (other users, another period: public data for the ML-100k users)
+PUBLIC_DATASET = "ml-1m"
+PUBLIC = {**SEQ, "epochs": 8, "patience": 2, "batch_size": 256, "lr": 2e-3, "warmup_steps": 50}
+SEQ_NO_DP = {**SEQ, "epochs": 300, "patience": 10, "batch_size": 128, "lr": 1e-3}
+SEQ_DP = {**SEQ, "epochs": 20, "lr": 1e-3, "warmup_steps": 0, "weight_decay": 0.0, "dp_delta": 1e-5,
+          "dp_max_grad_norm": 1.0, "dp_users_per_step": 256, "dp_chunk": 64}
+SEQ_EPSILONS = (1.0, 4.0, 8.0, 16.0)
+
+
+def public_model() -> str:
+    """The sasrec-text of PUBLIC trained on all of PUBLIC_DATASET (early stopping on its own
+    held-out last events), saved once under the lmrec cache; returns its folder."""
+    from lmrec.models.text_seq import SASRecText
+    from lmrec.types import config_hash
+
+    root = Path(os.environ.get("LMREC_CACHE_DIR", Path.home() / ".cache" / "lmrec")) / "privacy_public"
+    path = root / f"{PUBLIC_DATASET}-{config_hash(PUBLIC)}"
+    if (path / "model.safetensors").is_file():
+        return str(path)
+    ds = load_dataset(PUBLIC_DATASET)
+    t0 = time.perf_counter()
+    with threadpool_limits(1):
+        model = SASRecText(**PUBLIC).fit(ds.interactions, ds)
+    model.save(path)
+    (path / "pretrain.json").write_text(json.dumps({"dataset": PUBLIC_DATASET, "params": PUBLIC,
+                                                    "fit_s": round(time.perf_counter() - t0, 1),
+                                                    **model.training_summary()}, indent=2))
+    console.print(f"public pre-training on {PUBLIC_DATASET}: {model.training_summary()}")
+    return str(path)
+
+
 def _row(res: Any, label: str, section: str, **extra: Any) -> dict:
     row = {**res.row, "label": label, "section": section, **extra}
     info = getattr(res.model, "train_info", {}) or {}
+    if getattr(res.model, "dp_report", None):
+        info = {"dp": res.model.dp_report}
     if "dp" in info:
         d = info["dp"]
         row.update({"dp_epsilon": d["epsilon"], "dp_delta": d["delta"], "dp_sigma": d["noise_multiplier"],
@@ -99,6 +137,72 @@ def run_dp_reference(split: Any) -> list[dict]:
                wall_s=round(time.perf_counter() - t0, 1))
     console.print(f"DP procedure, no noise: NDCG@10 {row['NDCG@10']:.4f}")
     return [row]
+
+
+def _zero_shot_factory(name: str, params: dict) -> Any:
+    """The public model as it is: the network of `init_from`, no training on the private data
+    (each user is scored from their own history, like every row)."""
+    from lmrec.models.sequences import Histories
+    from lmrec.models.text_seq import SASRecText
+    from lmrec.models.training import torch_threads
+
+    class PublicOnly(SASRecText):
+        def _fit(self, matrix: Any, train: Any, dataset: Any) -> None:
+            self.histories = Histories.from_interactions(train, self.n_users)
+            self.item_counts = np.ones(self.n_items, np.int64)
+            self.dp_report = None
+            with torch_threads(self.config.threads):
+                self.network = self._build_network(dataset, None)
+            self.network.eval()
+
+    return PublicOnly(**params)
+
+
+def _public_label(row: dict) -> dict:
+    if row["params"].get("init_from"):
+        row["params"] = {**row["params"], "init_from": f"public {PUBLIC_DATASET} model"}
+    return row
+
+
+def run_dp_seq(split: Any) -> list[dict]:
+    """sasrec-text (SEQ) by per-user DP-SGD, started from the public ML-1M model, at SEQ_EPSILONS
+    and without noise; the public model alone; DP at epsilon 8 from scratch."""
+    pub = public_model()
+    rows = []
+    t0 = time.perf_counter()
+    res = run_experiment("sasrec-text", split, params={**SEQ, "init_from": pub, "epochs": 1}, factory=_zero_shot_factory)
+    res.row["params"] = {k: v for k, v in res.row["params"].items() if k != "epochs"}
+    rows.append(_public_label(_row(res, "sasrec-text, public model only (no training on ml-100k)", "dp_seq",
+                                   epsilon=0, wall_s=round(time.perf_counter() - t0, 1))))
+    console.print(f"public model only: NDCG@10 {res.row['NDCG@10']:.4f}")
+    runs = [(eps, pub) for eps in (*SEQ_EPSILONS, float("inf"))] + [(8.0, None)]
+    for eps, init in runs:
+        t0 = time.perf_counter()
+        params = {**SEQ_DP, "dp_epsilon": eps, **({"init_from": init} if init else {})}
+        res = run_experiment("sasrec-text", split, params=params)
+        what = "DP procedure without noise" if eps == float("inf") else f"DP eps={eps:g}"
+        label = f"sasrec-text, {what}" + (", public start" if init else ", from scratch")
+        row = _public_label(_row(res, label, "dp_seq", epsilon="inf (clip only)" if eps == float("inf") else eps,
+                                 public_start=bool(init), wall_s=round(time.perf_counter() - t0, 1)))
+        rows.append(row)
+        console.print(f"{label}: NDCG@10 {row['NDCG@10']:.4f}, achieved eps {row['dp_epsilon']}, "
+                      f"sigma {row['dp_sigma']:.3f}, steps {row['dp_steps']}")
+    return rows
+
+
+def run_dp_seq_reference(split: Any) -> list[dict]:
+    """The same sasrec-text without DP (its usual training: minibatches, early stopping on
+    held-out training events), from scratch and from the public model."""
+    pub = public_model()
+    rows = []
+    for init in (pub, None):
+        t0 = time.perf_counter()
+        res = run_experiment("sasrec-text", split, params={**SEQ_NO_DP, **({"init_from": init} if init else {})})
+        label = "sasrec-text, no DP" + (", public start" if init else ", from scratch")
+        rows.append(_public_label(_row(res, label, "dp_seq_reference", epsilon="inf", public_start=bool(init),
+                                       wall_s=round(time.perf_counter() - t0, 1))))
+        console.print(f"{label}: NDCG@10 {res.row['NDCG@10']:.4f}")
+    return rows
 
 
 def run_counts(split: Any) -> list[dict]:
@@ -155,9 +259,11 @@ def run_federated(split: Any) -> list[dict]:
     return rows
 
 
-SECTIONS = {"dp": run_dp, "dp_reference": run_dp_reference, "counts": run_counts, "federated": run_federated}
+SECTIONS = {"dp": run_dp, "dp_reference": run_dp_reference, "counts": run_counts, "federated": run_federated,
+            "dp_seq": run_dp_seq, "dp_seq_reference": run_dp_seq_reference}
 #: the results file of each section
-FILES = {"dp": "privacy", "dp_reference": "privacy", "counts": "privacy", "federated": "privacy_federated"}
+FILES = {"dp": "privacy", "dp_reference": "privacy", "counts": "privacy", "federated": "privacy_federated",
+         "dp_seq": "privacy_seq", "dp_seq_reference": "privacy_seq"}
 
 
 def main() -> None:
@@ -197,6 +303,39 @@ def write_file(bench: str, rows: list[dict], names: list[str], asked: list[str] 
         notes.append(f"DP: ![{png.name}]({png.name}). Privacy unit: one user (all events), Poisson sampling of "
                      "users, one clipped gradient per user, RDP accountant; the no-DP row trains the same towers "
                      "with the model's usual loss and early stopping.")
+    seq = [r for r in rows if r["section"] == "dp_seq"]
+    refs = {r["label"]: r["NDCG@10"] for r in rows if r["section"] == "dp_seq_reference"}
+    if seq:
+        warm_ref = refs.get("sasrec-text, no DP, public start")
+        scratch_ref = refs.get("sasrec-text, no DP, from scratch")
+        for r in seq:  # shares computed here: the two sections may run apart
+            if warm_ref:
+                r["share_of_no_dp"] = round(r["NDCG@10"] / warm_ref, 4)
+            if scratch_ref:
+                r["share_of_no_dp_scratch"] = round(r["NDCG@10"] / scratch_ref, 4)
+        eps_pts = [r for r in seq if isinstance(r["epsilon"], (int, float)) and r["epsilon"] > 0
+                   and r.get("public_start")]
+        xs = sorted({r["epsilon"] for r in eps_pts})
+        pts = [{"curve": "DP-SGD (per user), public start", "epsilon": r["epsilon"], "NDCG@10": r["NDCG@10"]}
+               for r in eps_pts]
+        for r in seq:
+            if r["epsilon"] == 0:
+                pts += [{"curve": "public model only", "epsilon": e, "NDCG@10": r["NDCG@10"]} for e in xs]
+            elif r["epsilon"] == "inf (clip only)":
+                pts += [{"curve": "DP procedure without noise", "epsilon": e, "NDCG@10": r["NDCG@10"]} for e in xs]
+            elif not r.get("public_start"):
+                pts.append({"curve": "DP-SGD from scratch", "epsilon": r["epsilon"], "NDCG@10": r["NDCG@10"]})
+        for label, v in refs.items():
+            pts += [{"curve": label.removeprefix("sasrec-text, "), "epsilon": e, "NDCG@10": v} for e in xs]
+        if xs:
+            png = plot_metric(pts, "epsilon", "NDCG@10", RESULTS / "privacy_seq_dp.png", group="curve", logx=True,
+                              title="ml-100k sasrec-text: NDCG@10 against epsilon (delta 1e-5, user-level)")
+            notes.append(f"![{png.name}]({png.name}). Privacy unit: one user (all events); Poisson sampling of "
+                         "users, one random training window per drawn user, one clipped gradient per user, RDP "
+                         f"accountant. Public start: the weights of the same model trained on {PUBLIC_DATASET} "
+                         "(other users; all its weights are catalog-independent, the item table being projected "
+                         "item text). share_of_no_dp: NDCG@10 / the no-DP model with the same public start; "
+                         "share_of_no_dp_scratch: / the no-DP model from scratch.")
     if any(r["section"] == "federated" for r in rows):
         notes.append("Federated: ![privacy_federated.png](privacy_federated.png). Clients are shards of users; "
                      "each keeps its events (and user-side parameters, if any) and sends a pairwise-masked "

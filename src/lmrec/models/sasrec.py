@@ -59,6 +59,10 @@ class SASRecConfig(TrainConfig, DPFields):
     dp_*: differential privacy (`lmrec.privacy.dp.DPFields`; dp_epsilon None = off): per-user
     DP-SGD, see `SASRec._fit_dp`; `epochs` is then the expected passes over the users.
     dp_chunk: users whose per-user gradients are computed together (memory, not privacy).
+    init_from: a folder saved by a model of the same class and shape, trained on other
+    (public) data, whose catalog-independent weights start this one (`warm_start`): with
+    sasrec-text that is everything but the per-item tensors, so a model pre-trained on one
+    catalog starts another (the public pre-training lever of DP training).
     """
 
     max_len: int = Field(50, ge=1, le=4096)
@@ -69,6 +73,7 @@ class SASRecConfig(TrainConfig, DPFields):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     windows: WindowMode = "all"
     dp_chunk: int = Field(64, ge=1)
+    init_from: str | None = None
 
     @model_validator(mode="after")
     def _dp_consistent(self):  # noqa: ANN202
@@ -163,7 +168,10 @@ class SASRec(TorchRecommender):
         return IDItemEncoder(self.n_items, self.config.hidden)
 
     def _build_network(self, dataset: Dataset | None, weights: dict[str, torch.Tensor] | None) -> nn.Module:
-        return SASRecNetwork(self._item_encoder(dataset, weights), self.config)
+        net = SASRecNetwork(self._item_encoder(dataset, weights), self.config)
+        if weights is None and self.config.init_from:
+            self.warm_started = warm_start(net, self.config.init_from)
+        return net
 
     # --- fitting -----------------------------------------------------------------------------
     def _fit(self, matrix: sp.csr_matrix, train: Interactions, dataset: Dataset) -> None:
@@ -393,6 +401,29 @@ class SASRec(TorchRecommender):
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.histories = Histories(state["hist_indptr"], state["hist_items"])
         self.item_counts = state["item_counts"]
+
+
+def warm_start(net: nn.Module, path: str) -> list[str]:
+    """Copy into `net` the weights saved in `path`/model.safetensors that have the same name
+    and shape, except per-item tensors (item tables, text buffers, warm masks), which belong to
+    the catalog the weights were trained on. Returns the names copied; none is an error."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from lmrec.models.torch_base import WEIGHTS
+
+    f = Path(path) / WEIGHTS
+    if not f.is_file():
+        raise FileNotFoundError(f"init_from: no {WEIGHTS} in {path}")
+    saved = load_file(str(f))
+    per_item = ("item_encoder.text", "item_encoder.warm", "item_encoder.ids", "item_encoder.weight")
+    state = net.state_dict()
+    copied = [k for k, v in saved.items() if k in state and k not in per_item and state[k].shape == v.shape]
+    if not copied:
+        raise ValueError(f"init_from {path}: no weight fits this network (another model or shape?)")
+    net.load_state_dict({**state, **{k: saved[k] for k in copied}})
+    return copied
 
 
 class _SeqLoss(nn.Module):
