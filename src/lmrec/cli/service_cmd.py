@@ -128,7 +128,7 @@ def serve_command(
     host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1, or LMREC_HOST)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default 8000, or LMREC_PORT)."),
     store_url: Optional[str] = typer.Option(None, "--store-url", help="sqlite:///path.db or postgresql://..."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="minilm | e5-small | minilm-int8 | fake ..."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="auto (default: the home's recorded encoder, else e5-small for an empty or Chinese / Japanese / Korean catalog, minilm for an all-Latin one) | minilm | e5-small | minilm-int8 | fake ..."),
     index: Optional[str] = typer.Option(None, "--index", help="flat | hnsw"),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without API keys (local demo only)."),
     events: Optional[str] = typer.Option(None, "--events", help="Also consume events from a stream: "
@@ -241,6 +241,15 @@ def train_command(
     from lmrec.serving.versions import store_dataset, train_version
 
     engine_cfg = cfg.engine
+    if engine_cfg.encoder == "auto":   # the home's catalog encoder, as the service would serve it
+        from lmrec.serving.encoders import resolve_encoder
+
+        store = _open_store(None, engine_cfg.resolved_store_url())
+        try:
+            engine_cfg = engine_cfg.model_copy(update={"encoder": resolve_encoder(
+                engine_cfg.home, "auto", store, record=False)[0]})
+        finally:
+            store.close()
     try:
         from lmrec.pipeline.spec import load_spec
 

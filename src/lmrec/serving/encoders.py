@@ -114,3 +114,72 @@ class EngineEncoders:
             if len(self._lru) > self._lru_cap:
                 self._lru.popitem(last=False)
         return v
+
+
+# ---- the catalog encoder of a home ------------------------------------------------------------
+
+#: `encoder = "auto"` (the default): the encoder recorded for the home, else chosen by the
+#: catalog's language when the home is first served
+AUTO = "auto"
+MULTILINGUAL = "e5-small"
+ENGLISH = "minilm"
+ENCODER_FILE = "encoder.json"
+_CJK = None
+
+
+def has_cjk(text: str) -> bool:
+    """Whether `text` holds Chinese, Japanese or Korean characters."""
+    global _CJK
+    if _CJK is None:
+        import re
+
+        _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+    return bool(_CJK.search(text))
+
+
+def recorded_encoder(home: Path) -> str | None:
+    """The encoder recorded for a service home (None when none is)."""
+    import json
+
+    try:
+        return str(json.loads((Path(home) / ENCODER_FILE).read_text(encoding="utf-8"))["encoder"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def resolve_encoder(home: Path, configured: str, store: Any, *, record: bool = True) -> tuple[str, str]:
+    """(the encoder a home serves, why). An explicit `configured` name wins (and is recorded,
+    so a later start without one keeps it: the catalog's vectors come from it). "auto": the
+    recorded encoder; else, for a home served for the first time, the multilingual e5-small
+    when the store is empty or any item text holds Chinese / Japanese / Korean, the faster
+    English MiniLM for a catalog that is all in Latin script."""
+    import json
+    import time
+
+    from lmrec.serving.follower import HomeLock
+
+    home = Path(home)
+    with HomeLock(home, ".lmrec-encoder.lock"):   # workers opening together agree
+        saved = recorded_encoder(home)
+        if configured != AUTO:
+            name, why = configured, "configured"
+        elif saved is not None:
+            return saved, f"recorded in {home / ENCODER_FILE}"
+        else:
+            n = cjk = 0
+            for rec in store.items():
+                n += 1
+                if has_cjk(f"{rec.title} {rec.text} {' '.join(rec.categories)}"):
+                    cjk += 1
+                    break
+            if n == 0:
+                name, why = MULTILINGUAL, "auto: an empty catalog, multilingual (English and Chinese)"
+            elif cjk:
+                name, why = MULTILINGUAL, "auto: the catalog has Chinese / Japanese / Korean text"
+            else:
+                name, why = ENGLISH, "auto: the catalog's text is all in Latin script"
+        if record and saved != name:
+            tmp = home / (ENCODER_FILE + ".tmp")
+            tmp.write_text(json.dumps({"encoder": name, "why": why, "at": time.time()}), encoding="utf-8")
+            tmp.replace(home / ENCODER_FILE)
+        return name, why

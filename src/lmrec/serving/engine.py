@@ -69,7 +69,7 @@ import numpy as np
 from lmrec.serving import explain as _explain
 from lmrec.serving.catalog import Catalog, PreparedItems, item_texts, load_saved, replay_journal
 from lmrec.serving.drift import DriftMonitor
-from lmrec.serving.encoders import EngineEncoders
+from lmrec.serving.encoders import EngineEncoders, resolve_encoder
 from lmrec.serving.erasure import ErasureLog, forget_user
 from lmrec.serving.engine_config import DEFAULT_PIPELINE, EngineConfig
 from lmrec.serving.experiments import Experiment, RunningExperiment, load_experiment, save_experiment
@@ -187,6 +187,10 @@ class Engine:
             eng.store.origin = eng.worker_id
             eng.store.prune_changes(time.time() - 86_400.0)   # the feed only serves workers already running
             eng._change_seq = eng.store.last_change_seq()   # what the catalog read below includes
+            name, why = resolve_encoder(cfg.home, cfg.encoder, eng.store)
+            if name != cfg.encoder:
+                eng.config = cfg = cfg.model_copy(update={"encoder": name})
+            log.info("catalog encoder %s (%s)", name, why)
             eng.encoders = EngineEncoders(cfg.encoder, cfg.query_encoder, threads=cfg.encoder_threads,
                                           cache_dir=cfg.embedding_cache or cfg.home / "embeddings")
             eng.cross_encoder = eng._open_cross_encoder()

@@ -55,7 +55,10 @@ class EngineConfig(BaseModel):
     drift_window_events: int = Field(10_000, ge=0, description="drift checks (/admin/stats, lmrec_drift_* metrics) "
                                      "compare the latest this many events with the served version's training data; "
                                      "0: off")
-    encoder: str = Field("minilm", description="lmrec.text.registry name embedding the catalog (search, similar)")
+    encoder: str = Field("auto", description="lmrec.text.registry name embedding the catalog (search, similar); "
+                         "auto: the one recorded for the home, else e5-small (multilingual) for an empty catalog "
+                         "or one with Chinese / Japanese / Korean text and minilm for an all-Latin one "
+                         "(lmrec.serving.encoders.resolve_encoder)")
     query_encoder: str | None = Field(
         None, description="another encoder (same dim) for queries only; for latency benchmarks over a catalog "
                           "embedded by a cheap encoder. None = `encoder`")
@@ -128,7 +131,7 @@ class EngineConfig(BaseModel):
     def _encoder(cls, v: str | None) -> str | None:
         from lmrec.text.registry import check_encoder_name
 
-        return None if v is None else check_encoder_name(v)
+        return None if v is None or v == "auto" else check_encoder_name(v)
 
     @model_validator(mode="after")
     def _defaults(self) -> EngineConfig:
@@ -141,6 +144,8 @@ class EngineConfig(BaseModel):
 
         out = dict(self.overrides)
         if self.pipeline_encoder and resolve_config_path(self.config).name == DEFAULT_PIPELINE:
+            if self.encoder == "auto":
+                raise ValueError("the encoder is not resolved yet (lmrec.serving.encoders.resolve_encoder)")
             out.setdefault("encoder", self.encoder)
         return out
 
