@@ -12,12 +12,14 @@ i.e. the split's validation item.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from lmrec.cli.common import console, fail, load_named_dataset, parse_params
+from lmrec.cli.progress import Reporter, log_lines
 
 
 def default_out(dataset: str, model: str) -> Path:
@@ -33,13 +35,15 @@ def fit_command(
                                         "(default per data set)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to save the model in "
                                        "(default: models/<dataset>/<model>)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show training / evaluation progress."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show training / evaluation progress "
+                                  "(a bar in a terminal, log lines with counts and time left elsewhere)."),
+    wide: bool = typer.Option(False, "--wide", help="Show every metric and the per-group tables, not the short table."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides LMREC_DATA_DIR."),
 ) -> None:
     """Train a model on train + validation, evaluate it on test and save it."""
     from lmrec.component import create, model_names
     from lmrec.eval.experiment import make_split, run_experiment
-    from lmrec.eval.report import rich_table
+    from lmrec.cli.eval_cmd import print_rows
 
     if model not in model_names():
         raise fail(f"unknown model {model!r}; known: {', '.join(model_names())}")
@@ -62,7 +66,13 @@ def fit_command(
 
     console.print(f"[bold]{ds.name}[/] ({sp.name} split): fitting {model} on train + validation")
     try:
-        res = run_experiment(model, sp, params=fixed, factory=factory, progress=progress)
+        # a heartbeat with the elapsed time (encoders inside report their own counts), and
+        # outside a terminal the trained models' per-epoch lines
+        with log_lines("lmrec.models.training") if progress else nullcontext(), \
+                Reporter(f"fit + test {model} on {ds.name}", total=1, unit="fits",
+                         mode=None if progress else "off") as rep:
+            res = run_experiment(model, sp, params=fixed, factory=factory, progress=progress)
+            rep.advance()
     except ValueError as e:
         raise fail(str(e)) from None
     row = res.row
@@ -72,7 +82,7 @@ def fit_command(
         t = row["training"]
         console.print(f"best epoch {t['best_epoch']} of {t['epochs_run']} (validation NDCG@10 "
                       f"{t['valid_NDCG@10'] if t['valid_NDCG@10'] is not None else '-'}), {t['train_s']} s")
-    console.print(rich_table([row]))
+    print_rows([row], wide=wide, fairness=wide)
     folder = out or default_out(dataset, model)
     try:
         saved = res.model.save(folder)

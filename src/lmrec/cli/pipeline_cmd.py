@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from lmrec.cli.common import console, fail, load_named_dataset, parse_params
+from lmrec.cli.progress import Reporter
 
 
 def _stages_table(pipe) -> Table:  # noqa: ANN001 - RecPipeline, imported lazily
@@ -34,9 +35,17 @@ def _stages_table(pipe) -> Table:  # noqa: ANN001 - RecPipeline, imported lazily
 
 
 def _recs_table(ds, user: str, cands) -> Table:  # noqa: ANN001
+    """One row per recommendation; the title cell carries the explanation on a second line
+    (the history item it resembles, shared categories / attributes or the knowledge-graph
+    path), so the table stays readable at 80 columns."""
+    from rich.markup import escape
+
     t = Table(title=f"recommendations for user {user} ({ds.name})")
-    for col in ("rank", "item", "title", "score", "channels", "because (history item, cosine)", "shared"):
-        t.add_column(col, overflow="fold")
+    t.add_column("#", justify="right", no_wrap=True)
+    t.add_column("item", overflow="fold")
+    t.add_column("title / why", overflow="fold", ratio=1)
+    t.add_column("score", justify="right", no_wrap=True)
+    t.add_column("channels", overflow="fold")
     for e in cands.explanations or []:
         because = e.get("because")
         shared = ", ".join(e.get("shared_categories", []) + [f"{k}={v}" for k, v in e.get("shared_attributes", {}).items()])
@@ -44,8 +53,13 @@ def _recs_table(ds, user: str, cands) -> Table:  # noqa: ANN001
         if path:  # the knowledge-graph path: same <relation> (<entity>) as a history item
             shared = f"same {path['relation']} ({path['entity_name']}) as {path['because']['title'][:30]}" + \
                 (f"; {shared}" if shared else "")
-        t.add_row(str(e["rank"]), e["item_id"], e["title"][:60], f"{e['score']:.4f}", ",".join(e["channels"]),
-                  f"{because['title'][:40]} ({because['cosine']:.2f})" if because else "-", shared)
+        why = []
+        if because:
+            why.append(f"like {because['title'][:40]} (cosine {because['cosine']:.2f})")
+        if shared:
+            why.append(f"shared: {shared}")
+        cell = escape(e["title"][:60]) + (f"\n[dim]{escape('; '.join(why))}[/]" if why else "")
+        t.add_row(str(e["rank"]), escape(str(e["item_id"])), cell, f"{e['score']:.4f}", ",".join(e["channels"]))
     return t
 
 
@@ -72,12 +86,18 @@ def pipeline_command(
         raise fail(f"user {user!r} is not in {dataset} (ids look like {', '.join(ds.users.ids[:3])}, ...)")
     uid = user if user is not None else ds.users.ids[0]
     t0 = time.perf_counter()
-    with console.status(f"fitting the pipeline on {len(ds.interactions)} events of {dataset}") as status:
-        pipe.progress = lambda msg: status.update(f"fitting: {msg}")
+    # each stage message is a step: a bar in a terminal, a line every 10 s elsewhere (the current
+    # stage and the time so far), and a final line
+    head = f"fit pipeline on {len(ds.interactions)} events of {ds.name}"
+    with Reporter(head, unit="stages") as rep:
+        pipe.progress = lambda msg: rep.update(completed=rep.completed + 1, description=f"{head}: {msg}")
         try:
             pipe.fit(ds.interactions, ds)
         except ValueError as e:
             raise fail(str(e)) from None
+        finally:
+            pipe.progress = None
+        rep.update(description=head)
     console.print(f"fitted in {time.perf_counter() - t0:.1f} s " + json.dumps(pipe.fit_info))
     t1 = time.perf_counter()
     cands = pipe.recommend(ds.users.index(uid), k=k, explain=True)

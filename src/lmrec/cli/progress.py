@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-__all__ = ["Reporter", "track", "progress_mode", "quiet", "format_duration", "format_rate"]
+__all__ = ["Reporter", "track", "progress_mode", "quiet", "log_lines", "format_duration", "format_rate"]
 
 T = TypeVar("T")
 MODES = ("auto", "bar", "log", "off")
@@ -269,6 +269,34 @@ def track(items: Iterable[T], description: str, total: int | None = None, **kw: 
         for x in items:
             yield x
             rep.advance()
+
+
+@contextlib.contextmanager
+def log_lines(*loggers: str, level: int = 20) -> Iterator[None]:
+    """Outside a terminal (log mode), the INFO records of `loggers` (e.g. the per-epoch lines
+    of `lmrec.models.training`) are written to stderr as plain lines for the block; in a
+    terminal the bars say it and nothing changes."""
+    import logging
+
+    if progress_mode() != "log":
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(level)
+    saved = []
+    for name in loggers:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level))
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > level:
+            lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, old in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(old)
 
 
 def _num(x: float) -> str:

@@ -294,9 +294,13 @@ def train_cross_encoder(train: Sequence[RelevanceGroup], out: str | Path, config
             output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
             per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_steps=config.warmup,
             seed=config.seed, data_seed=config.seed, save_strategy="no", eval_strategy="no", report_to="none",
-            use_cpu=True, optim="adamw_torch", logging_steps=50, disable_tqdm=not progress)
+            use_cpu=True, optim="adamw_torch", logging_steps=50, disable_tqdm=True)
+        from lmrec.text.finetune import quiet_trainer, step_progress
+
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss,
-                                      callbacks=[Control()])
+                                      callbacks=[Control()] + ([step_progress("train cross-encoder")] if progress else []))
+        if progress:
+            quiet_trainer(trainer)
         output = trainer.train()
         steps = int(output.global_step)
         if val and (not curve or curve[-1]["step"] != steps):

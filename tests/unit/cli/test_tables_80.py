@@ -122,3 +122,44 @@ def test_models_and_bench_demo_fit_80_columns(monkeypatch, tmp_path):
     _readable(res.output)
     for name in ("popular", "itemknn", "ease", "als", "bpr"):
         assert any(ln.startswith(f"│ {name} ") for ln in res.output.splitlines()), name
+
+
+@pytest.mark.shared_data("ml-100k")
+def test_pipeline_recommendations_fit_80_columns_and_log_stages(shared_data_dir, monkeypatch):
+    from lmrec.cli import pipeline_cmd, progress
+
+    monkeypatch.setattr(common.console, "width", 80)
+    real = progress.Reporter
+    monkeypatch.setattr(pipeline_cmd, "Reporter", lambda *a, **kw: real(*a, **{**kw, "every": 0.0}))
+    res = runner.invoke(app, ["pipeline", "-d", "ml-100k", "--k", "5", "--data-dir", str(shared_data_dir),
+                              "--set", '{"encoder": "fake", "rank": {"ranker": "none"}}'], env=ENV)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    table = lines[next(j for j, ln in enumerate(lines) if "recommendations for user" in ln):]
+    assert max(len(ln) for ln in table) <= 80 and "…" not in "\n".join(table)
+    assert any("like " in ln and "cosine" in ln for ln in table)  # the explanation under the title
+    stages = [ln for ln in lines if ln.startswith("fit pipeline on 100000 events of ml-100k")]
+    assert any("channel" in ln for ln in stages) and "done in" in stages[-1]
+
+
+def test_step_progress_callback_counts_steps(monkeypatch, capsys):
+    pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    from lmrec.cli import progress
+    from lmrec.text.finetune import step_progress
+
+    monkeypatch.setenv("LMREC_PROGRESS", "log")
+    real = progress.Reporter
+    monkeypatch.setattr(progress, "Reporter", lambda *a, **kw: real(*a, **{**kw, "every": 0.0}))
+    cb = step_progress("fine-tune minilm")
+    state = SimpleNamespace(max_steps=4, global_step=0)
+    cb.on_train_begin(None, state, None)
+    for step in range(1, 5):
+        state.global_step = step
+        cb.on_log(None, state, None, logs={"loss": 1.0 / step})
+        cb.on_step_end(None, state, None)
+    cb.on_train_end(None, state, None)
+    err = capsys.readouterr().err.splitlines()
+    assert any(ln.startswith("fine-tune minilm (loss 0.5000): 2/4 steps (50%)") for ln in err), err
+    assert "4/4 steps done in" in err[-1]
