@@ -232,8 +232,7 @@ def load(
     """Write a data set's items and events into a service's store (bulk, before `lmrec serve`;
     a running service takes new data through POST /items and /events)."""
     from lmrec.cli.common import load_named_dataset
-    from rich.progress import Progress
-
+    from lmrec.cli.progress import Reporter
     from lmrec.cli.service_cmd import _open_store
     from lmrec.stores.bulk import import_dataset
 
@@ -241,10 +240,9 @@ def load(
     store = _open_store(home, store_url, create=create,
                         hint="create it with --create")
     try:
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"writing {len(ds.interactions)} events of {ds.name}", total=len(ds.interactions))
+        with Reporter(f"load {ds.name} events", total=len(ds.interactions), unit="events") as rep:
             counts = import_dataset(store, ds, items_only=items_only,
-                                    on_progress=lambda done, total: bar.update(task, completed=done))
+                                    on_progress=lambda done, total: rep.update(completed=done))
         total = {"items": store.count_items(), "events": store.count_events()}
     finally:
         store.close()

@@ -598,15 +598,13 @@ def demo_key(store: Any, home: Path, dataset: str) -> tuple[str, bool]:
 
 def _seed_movielens(store: Any, data_dir: Optional[Path]) -> None:
     """MovieLens-100k: titles and genres as items, ratings as `rating` events."""
-    from rich.progress import Progress
-
     from lmrec.cli.common import load_named_dataset
+    from lmrec.cli.progress import Reporter
     from lmrec.stores.bulk import import_dataset
 
     ds = load_named_dataset("ml-100k", data_dir)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"writing {len(ds.interactions)} ratings as events", total=len(ds.interactions))
-        import_dataset(store, ds, on_progress=lambda done, total: bar.update(task, completed=done))
+    with Reporter("write ratings as events", total=len(ds.interactions), unit="events") as rep:
+        import_dataset(store, ds, on_progress=lambda done, total: rep.update(completed=done))
 
 
 def demo_command(
