@@ -237,7 +237,7 @@ class RecPipeline(Recommender):
         for r, q in enumerate(queries):
             if (ev := session_events(q)) is not None:
                 batch.items[r], batch.times[r], batch.values[r] = ev
-        return self.recall(batch, excluded, allowed, timings=timings)
+        return self.recall(batch, excluded, allowed, unavailable=self.ctx.unavailable(), timings=timings)
 
     def _features(self, queries: Sequence[Query], pools: Sequence[Candidates]) -> RankData:
         X, vectors = self.features.compute(PairBatch.build(queries, pools))
@@ -468,6 +468,29 @@ class RecPipeline(Recommender):
         self.add_items(items, self.dataset)
         return items
 
+    def remove_items(self, ids: Sequence[str]) -> np.ndarray:
+        """Items deleted from the catalog: each known one becomes what a pipeline fitted or
+        caught up on the catalog after the deletion holds for an item its events still name
+        (`lmrec.serving.versions.store_dataset`, `fold_events`): unavailable and without content
+        (no title, categories, text, attributes or creation time). So every stage sees the same
+        item whether it learned of the deletion at once or after a restart: a user's profile
+        over their history reads the same (blank) vector for it, and it counts in no channel's
+        catalog moments (`RecallStage`). Unknown ids and items already in that state are left
+        alone. Returns the indices of the items changed."""
+        self._check_ready()
+        t = self.dataset.item_table
+        known = [(item_id, i) for item_id in ids if (i := self.dataset.items.get(item_id)) >= 0]
+        if t is not None:
+            known = [(item_id, i) for item_id, i in known if i >= len(t.title) or not _is_blank(t, i)]
+        if not known:
+            return np.zeros(0, np.int64)
+        row: dict[str, Any] = {"title": "", "categories": [], "created_at": -1, "available": False,
+                               "text": {}, "attributes": {}}
+        if t is not None:
+            row["text"] = dict.fromkeys(t.text, "")
+            row["attributes"] = dict.fromkeys(t.attributes)
+        return self.upsert_items([item_id for item_id, _ in known], [row] * len(known))
+
     def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
         """Items at `items` are new or changed in `dataset` (the pipeline's own): tell every stage."""
         self._check_ready()
@@ -507,3 +530,10 @@ def _pool_recall(data: RankData) -> float:
     """Share of window queries whose pool holds at least one of their window items."""
     hits = data.group_sums(data.labels["click"]) > 0
     return float(hits.mean()) if len(hits) else 0.0
+
+
+def _is_blank(table: Any, i: int) -> bool:
+    """Whether item `i` of an item table is unavailable and without content (a deleted item)."""
+    return (not bool(table.available[i]) and not table.title[i] and not list(table.categories[i])
+            and int(table.created_at[i]) == -1 and all(not col[i] for col in table.text.values())
+            and all(col[i] is None for col in table.attributes.values()))

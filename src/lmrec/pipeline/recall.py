@@ -7,7 +7,10 @@ and the mean and standard deviation of its score over the whole catalog, so no c
 to score every item. Each pooled candidate keeps the channels that listed it (`sources`)
 and, for every channel that ran for the user, its score on the candidate
 (stage_scores[channel], whether or not the channel listed it), that score z-scored over the
-catalog for this user (stage_scores["z:" + channel]) and its 1-based rank in the channel's
+catalog for this user (stage_scores["z:" + channel]; the catalog of available items: deleted
+and withdrawn items count in no one's moments, so the z-scores depend on the items that can
+be served and not on which unavailable items a pipeline happens to hold, or at which
+indices) and its 1-based rank in the channel's
 list (stage_scores["rank:" + channel], NaN when not listed). The merge score is the weighted
 sum of catalog z-scores ("zscore", a CF + LM blend restricted to the pool) or reciprocal rank
 fusion ("rrf").
@@ -83,7 +86,7 @@ class RecallStage:
         self.chain, self.min_candidates, self.method, self.k_rrf = list(chain), min_candidates, method, k_rrf
 
     def _run(self, ch: Channel, batch: HistoryBatch, rows: np.ndarray, excluded: Sequence[np.ndarray],
-             allowed: np.ndarray | None) -> dict[int, _Run]:
+             allowed: np.ndarray | None, dead: np.ndarray) -> dict[int, _Run]:
         if not len(rows):
             return {}
         runs_for = ch.model.runs_for(batch.rows(rows))
@@ -94,16 +97,19 @@ class RecallStage:
         out = {}
         for j, r in enumerate(rows.tolist()):
             top, _ = scores.top(j, ch.quota, excluded[r], allowed)
-            mean, std = scores.moments(j)
+            mean, std = scores.moments_without(j, dead)
             out[r] = _Run(scores, j, top, mean, std)
         return out
 
     def __call__(self, batch: HistoryBatch, excluded: Sequence[np.ndarray],
-                 allowed: np.ndarray | None = None, *, timings: dict[str, float] | None = None) -> list[Candidates]:
+                 allowed: np.ndarray | None = None, *, unavailable: np.ndarray | None = None,
+                 timings: dict[str, float] | None = None) -> list[Candidates]:
         """Candidate pools for the rows of `batch`, in merge-score order.
 
         `excluded[j]`: item indices row j must not get (seen, unavailable, blocked);
-        `allowed`: optional boolean mask over the catalog; `timings`: when a dict, each
+        `allowed`: optional boolean mask over the catalog; `unavailable`: sorted indices of
+        the items outside the served catalog (left out of the z-score moments; hand the same
+        array while it does not change, channels cache on it); `timings`: when a dict, each
         channel's wall time ("recall:<name>") and the merge's are added to it, in ms.
         """
 
@@ -112,13 +118,14 @@ class RecallStage:
                 timings[key] = timings.get(key, 0.0) + (time.perf_counter() - t0) * 1000.0
 
         n = len(batch)
+        dead = np.zeros(0, np.int64) if unavailable is None else unavailable
         lengths = batch.lengths()
         runs: dict[str, dict[int, _Run]] = {}
         for ch in self.channels.values():
             if ch.fallback_only:
                 continue
             t0 = time.perf_counter()
-            got = self._run(ch, batch, np.flatnonzero(lengths >= ch.min_history), excluded, allowed)
+            got = self._run(ch, batch, np.flatnonzero(lengths >= ch.min_history), excluded, allowed, dead)
             if got:
                 runs[ch.name] = got
             lap(f"recall:{ch.name}", t0)
@@ -135,7 +142,7 @@ class RecallStage:
             prev = runs.get(name, {})
             todo = short[lengths[short] >= ch.min_history]
             todo = np.array([r for r in todo.tolist() if r not in prev], np.int64)
-            got = self._run(ch, batch, todo, excluded, allowed)
+            got = self._run(ch, batch, todo, excluded, allowed, dead)
             for r, run in got.items():
                 listed[r].update(run.top.tolist())
             if got:

@@ -242,7 +242,11 @@ class LMUserRecommender(Recommender):
         if grew:
             self._pending.append((-1, -1))
         if hasattr(self, "_vectors"):
-            self._vectors.rows_changed(self.item_vectors, rows, old, n_old)
+            table = dataset.item_table
+            avail = np.asarray(table.available, bool) if table is not None else np.zeros(0, bool)
+            inside = rows[rows < len(avail)]
+            dead = inside[~avail[inside]]
+            self._vectors.rows_changed(self.item_vectors, rows, old, n_old, dead=dead)
 
     def recommend(self, users: np.ndarray | list[int], k: int = 10, **kwargs: Any) -> list:
         self._sync_matrix()

@@ -8,7 +8,9 @@ channel for each row of a `HistoryBatch`:
 - `at(row, items)`: the raw score of any items (the pool's items the channel did not list);
 - `moments(row)`: mean and standard deviation of the score over the whole catalog (the
   merge's z-score), computed exactly from sufficient statistics rather than by scoring every
-  item.
+  item; `moments_without(row, dead)` the same over the catalog without the items `dead`
+  (the unavailable ones: deleted or withdrawn items are not part of the catalog a user is
+  served, so they do not move anyone's z-scores), at the cost of scoring `dead` only.
 
 Kinds:
 - `DenseScores`: a full score matrix (the fallback for any model; what `score` gives).
@@ -51,6 +53,38 @@ def _mask(scores: np.ndarray, exclude: np.ndarray, allowed: np.ndarray | None) -
     return s
 
 
+def _inside(dead: np.ndarray | None, n: int) -> np.ndarray:
+    """The entries of the sorted index array `dead` below `n`."""
+    if dead is None or not len(dead):
+        return np.zeros(0, np.int64)
+    d = np.asarray(dead, np.int64)
+    return d[:int(np.searchsorted(d, n))]
+
+
+def _less(n: int, mean: float, std: float, removed: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of n values of moments (mean, std) once the values `removed` are taken out."""
+    m = n - len(removed)
+    if m <= 0:
+        return 0.0, 0.0
+    x = np.asarray(removed, np.float64)
+    s1 = n * mean - x.sum()
+    s2 = n * (std * std + mean * mean) - x @ x
+    mu = s1 / m
+    return float(mu), float(np.sqrt(max(s2 / m - mu * mu, 0.0)))
+
+
+def _live_moments(scores: np.ndarray, dead: np.ndarray) -> tuple[float, float]:
+    """Exact (mean, std) of a full score vector without the entries `dead` (in range)."""
+    if not len(dead):
+        return float(scores.mean(dtype=np.float64)), float(scores.std(dtype=np.float64))
+    keep = np.ones(len(scores), bool)
+    keep[dead] = False
+    r = scores[keep]
+    if not len(r):
+        return 0.0, 0.0
+    return float(r.mean(dtype=np.float64)), float(r.std(dtype=np.float64))
+
+
 def _top_of_vector(scores: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """The k best finite entries of one full score vector (ties by lower index)."""
@@ -80,6 +114,17 @@ class UserScores(ABC):
     def moments(self, row: int) -> tuple[float, float]:
         """(mean, population standard deviation) of the row's scores over the whole catalog."""
 
+    def moments_without(self, row: int, dead: np.ndarray) -> tuple[float, float]:
+        """`moments` over the catalog without the items `dead` (sorted, unique indices; those
+        beyond `n_items` are ignored). Default: the whole catalog's moments less the scores of
+        `dead` (O(len(dead)) scores), so the result depends only on the items that remain,
+        whatever their indices and whatever the dead items are."""
+        d = _inside(dead, self.n_items)
+        if not len(d):
+            return self.moments(row)
+        mean, std = self.moments(row)
+        return _less(self.n_items, mean, std, self.at(row, d))
+
 
 class DenseScores(UserScores):
     """Scores held as a full (rows, n_items) matrix."""
@@ -98,6 +143,9 @@ class DenseScores(UserScores):
     def moments(self, row: int) -> tuple[float, float]:
         r = self.scores[row]
         return float(r.mean(dtype=np.float64)), float(r.std(dtype=np.float64))
+
+    def moments_without(self, row: int, dead: np.ndarray) -> tuple[float, float]:
+        return _live_moments(self.scores[row], _inside(dead, self.n_items))
 
 
 @dataclass
@@ -265,6 +313,11 @@ class VectorScores(UserScores):
             return float(r.mean(dtype=np.float64)), float(r.std(dtype=np.float64))
         return float(self._mean[row]), float(self._std[row])
 
+    def moments_without(self, row: int, dead: np.ndarray) -> tuple[float, float]:
+        if self.index is None:  # the exact path scores every item anyway: leave the dead ones out
+            return _live_moments(self._full(row), _inside(dead, self.n_items))
+        return super().moments_without(row, dead)
+
 
 class SparseRowScores(UserScores):
     """Per row, a sparse score vector (`cols[row]` sorted, `vals[row]`); every other item
@@ -317,8 +370,20 @@ class SparseRowScores(UserScores):
         return out
 
     def moments(self, row: int) -> tuple[float, float]:
-        v = self.vals[row].astype(np.float64)
-        n = max(self.n_items, 1)
+        return self._moments(self.vals[row], self.n_items)
+
+    def moments_without(self, row: int, dead: np.ndarray) -> tuple[float, float]:
+        d = _inside(dead, self.n_items)
+        if not len(d):
+            return self.moments(row)
+        return self._moments(self.vals[row][not_in(self.cols[row], d)], self.n_items - len(d))
+
+    @staticmethod
+    def _moments(vals: np.ndarray, n: int) -> tuple[float, float]:
+        """Moments of n values: `vals` and zeros."""
+        if n <= 0:
+            return 0.0, 0.0
+        v = vals.astype(np.float64)
         mean = v.sum() / n
         return float(mean), float(np.sqrt(max((v @ v) / n - mean * mean, 0.0)))
 
@@ -349,6 +414,7 @@ class ConstantScores(UserScores):
         self._head = np.zeros(0, np.int64)
         s = self.scores.astype(np.float64)
         self._moments = (float(s.mean()), float(s.std())) if self.n_items else (0.0, 0.0)
+        self._live: tuple[np.ndarray | None, tuple[float, float]] = (None, self._moments)
 
     def _order(self, depth: int) -> np.ndarray:
         if depth > len(self._head) and len(self._head) < self.n_items:
@@ -377,6 +443,18 @@ class ConstantScores(UserScores):
     def moments(self, row: int) -> tuple[float, float]:
         return self._moments
 
+    def moments_without(self, row: int, dead: np.ndarray) -> tuple[float, float]:
+        # the same for every row and request until the dead set changes (the caller hands the
+        # same array while it does not): computed once per change
+        d = _inside(dead, self.n_items)
+        if not len(d):
+            return self._moments
+        seen, got = self._live
+        if seen is not dead:
+            got = _live_moments(self.scores, d)
+            self._live = (dead, got)
+        return got
+
 
 class VectorCache:
     """What a vector model keeps for `VectorScores` across requests: the item table's
@@ -389,6 +467,7 @@ class VectorCache:
         self.stats: ItemStats | None = None
         self.ann: AnnIndex | None = None
         self.kind = "exact"
+        self.stale: set[int] = set()  # graph rows holding an older vector than the table (dead items)
 
     def get(self, items: np.ndarray, bias: np.ndarray | None, n_items: int, retrieval: tuple[str, dict]
             ) -> tuple[ItemStats, AnnIndex | None]:
@@ -396,17 +475,22 @@ class VectorCache:
         if self.table is not items or self.stats is None or self.kind != kind:
             self.stats = ItemStats.of(items, bias, n_items)
             self.ann = AnnIndex(items, bias, **params) if kind == "hnsw" else None
-            self.table, self.kind = items, kind
+            self.table, self.kind, self.stale = items, kind, set()
         self.stats.grow(n_items)
         return self.stats, self.ann
 
-    def rows_changed(self, table: np.ndarray, rows: np.ndarray, old: np.ndarray | None, n_old: int) -> None:
+    def rows_changed(self, table: np.ndarray, rows: np.ndarray, old: np.ndarray | None, n_old: int,
+                     dead: np.ndarray | None = None) -> None:
         """`table` (maybe a new array) now holds new vectors at `rows`; `old` holds the
-        previous vectors of the rows below `n_old` (the table's old length), in order."""
+        previous vectors of the rows below `n_old` (the table's old length), in order.
+        `dead`: those of `rows` that are unavailable items (deleted or withdrawn): never
+        retrieved, and scored from the table, so a new vector of theirs (a deleted item's
+        content cleared) leaves the graph as it is until they come back."""
         if self.stats is None:
             return
         rows = np.asarray(rows, np.int64)
-        prev = {int(r): o for r, o in zip(rows[rows < n_old], old if old is not None else [])}
+        inside = rows[rows < n_old]
+        prev = {int(r): o for r, o in zip(inside, old if old is not None else [])}
         for r in rows.tolist():
             self.stats.add_row(prev.get(r), table[r])
         if self.ann is not None:
@@ -414,9 +498,14 @@ class VectorCache:
             if len(new):
                 if int(new.min()) != len(self.ann) or len(new) != int(new.max()) - int(new.min()) + 1:
                     self.table = None  # not a contiguous append: rebuild at the next request
-                else:
-                    self.ann.add(table[np.sort(new)])
-            if (rows < n_old).any():
-                self.table = None  # a changed vector inside the graph: rebuild (rare: text edits)
-                return
+                    return
+                self.ann.add(table[np.sort(new)])
+            gone = set() if dead is None else set(np.asarray(dead, np.int64).tolist())
+            for r in inside.tolist():
+                if r in gone:
+                    if r in prev and not np.array_equal(prev[r], table[r]):
+                        self.stale.add(r)
+                elif r in self.stale or (r in prev and not np.array_equal(prev[r], table[r])):
+                    self.table = None  # a live item's vector changed inside the graph: rebuild (text edits)
+                    return
         self.table = table

@@ -6,7 +6,9 @@ score for item j sums, over their `recent` latest items i (the latest weighted 1
 before `decay`, ...), the count of i -> j divided by i's outgoing count when `normalize`
 (the share of what followed i that was j). The counts are a global statistic: `update`
 folds each event in at once (O(window)), so a new co-occurrence changes everyone's next list,
-and `fit` builds the same counts in one vectorised pass.
+and `fit` builds the same counts in one vectorised pass. `forget` (an erased user) takes a
+user's transitions back out, so the counts are those of the remaining events however they
+were folded in.
 
 Example:
     >>> import numpy as np
@@ -102,6 +104,13 @@ class PairCounts:
         self.counts = np.bincount(inv, weights=np.r_[self.counts, v], minlength=len(self.keys))
         self.extra, self.n_extra = {}, 0
 
+    def get(self, src: int, dst: int) -> float:
+        """The count of one pair."""
+        key = (int(src) << _SHIFT) | int(dst)
+        i = int(np.searchsorted(self.keys, key))
+        fitted = float(self.counts[i]) if i < len(self.keys) and int(self.keys[i]) == key else 0.0
+        return fitted + self.extra.get(int(src), {}).get(int(dst), 0.0)
+
     def row(self, src: int) -> tuple[np.ndarray, np.ndarray]:
         """(dst items, counts) of one source, dst sorted."""
         lo, hi = np.searchsorted(self.keys, [src << _SHIFT, (src + 1) << _SHIFT])
@@ -170,22 +179,44 @@ class ItemTransitionsChannel(Recommender):
             if e.item >= len(self.out) or (len(prev) and prev.max() >= len(self.out)):
                 self.out = grow_rows(self.out, max(e.item, int(prev.max()) if len(prev) else 0) + 1, 0.0)
             for a in prev.tolist():
-                self.pairs.add(a, e.item)
-                self.out[a] += 1.0
-                if self.config.symmetric:
-                    self.pairs.add(e.item, a)
-                    self.out[e.item] += 1.0
+                self._count(a, e.item, 1.0)
             self.latest[e.user, :width - 1] = self.latest[e.user, 1:]
             self.latest[e.user, width - 1] = e.item
         self.n_items = max(self.n_items, len(self.out))
 
     def forget(self, events: Sequence[Event]) -> bool:
-        """Clear the erased users' latest-items rows; the transition counts their sequences
-        added stay until the next fit (False: not un-counted)."""
-        for u in {int(e.user) for e in events}:
+        """Un-count erased users' events (a user's whole history, in the order it was counted:
+        time order, as `fit` reads it and as events arriving in time order are folded in):
+        every transition their sequence added is taken back, and their latest-items rows are
+        cleared. So the counts are those of the events that remain, whether the erased events
+        were fitted, folded in online, or never seen (a service restarted after the erasure
+        catches up on the remaining events only)."""
+        self._check_fitted()
+        w = self.config.window
+        by_user: dict[int, list[int]] = {}
+        for e in events:
+            by_user.setdefault(int(e.user), []).append(int(e.item))
+        for u, items in by_user.items():
+            for j, item in enumerate(items):
+                for a in items[max(0, j - w):j]:
+                    # a transition never counted (events that arrived out of time order were
+                    # linked in arrival order) is not taken back: no count goes below zero
+                    if self.pairs.get(a, item) >= 1.0 and a < len(self.out) and self.out[a] >= 1.0:
+                        self._count(a, item, -1.0)
             if 0 <= u < len(self.latest):
                 self.latest[u] = -1
-        return False
+        return True
+
+    def _count(self, a: int, b: int, w: float) -> None:
+        """Add w to the transition a -> b (and b -> a with `symmetric`) and the outgoing counts."""
+        top = max(a, b)
+        if top >= len(self.out):
+            self.out = grow_rows(self.out, top + 1, 0.0)
+        self.pairs.add(a, b, w)
+        self.out[a] += w
+        if self.config.symmetric:
+            self.pairs.add(b, a, w)
+            self.out[b] += w
 
     def add_items(self, items: np.ndarray, dataset: Dataset) -> None:
         super().add_items(items, dataset)

@@ -476,13 +476,13 @@ class Engine:
         return existed or slot is not None
 
     def _apply_delete(self, item_id: str) -> int | None:
-        """A deleted item out of the catalog, unavailable in the served version(s) (writer mutex held)."""
+        """A deleted item out of the catalog, and in the served version(s) unavailable and
+        without content, as a restart will know it (`RecPipeline.remove_items`; writer mutex held)."""
         live = self._live
         with self._lock.write():
             slot = self.catalog.apply_delete(item_id)
             for version in ([live] if live is not None else []) + self._variant_versions():
-                if item_id in version.pipeline.dataset.items:
-                    version.pipeline.upsert_items([item_id], [{"available": False}])
+                version.pipeline.remove_items([item_id])
         self._save_long_journal()
         return slot
 
@@ -671,7 +671,7 @@ class Engine:
         it becomes the active version of the home and of the other workers (change feed)."""
         with self._write:
             pipe = version.pipeline
-            sync_items(pipe, self.catalog)
+            self._sync_items(pipe)
             self.erasures.apply(version)   # users erased after its fit stay erased
             new = [e for e in self.store.events(after_seq=version.last_seq)]
             fold_events(version, new, self.config.train_kinds, self.catalog)
@@ -685,6 +685,13 @@ class Engine:
         if announce:
             mark_active(self.models_dir, version.name)
             self.store.log_change("version", version.name)
+
+    def _sync_items(self, pipe: Any) -> None:
+        """A loaded pipeline's catalog made the live one (`sync_items`); the items deleted since
+        its fit lose their content, as they did in the version that served the deletion
+        (`RecPipeline.remove_items`), so both hold the same items."""
+        sync_items(pipe, self.catalog)
+        pipe.remove_items([i for i in pipe.dataset.items.ids if self.catalog.get(i) is None])
 
     def reload(self, version: str | None = None) -> str:
         """Serve a saved version (the newest when None), caught up with the catalog and the
@@ -826,7 +833,7 @@ class Engine:
                 v = load_version(self.models_dir, name)
             except FileNotFoundError as e:
                 raise FileNotFoundError(f"{variant.lower()}: {e}") from None
-            sync_items(v.pipeline, self.catalog)
+            self._sync_items(v.pipeline)
             self.erasures.apply(v)
             fold_events(v, list(self.store.events(after_seq=v.last_seq)), self.config.train_kinds, self.catalog)
             versions[variant] = v
