@@ -165,7 +165,8 @@ class CachedEncoder:
         step = max(self.chunk_size, batch_size)
         from lmrec.cli.progress import quiet
 
-        for s, e in batches(len(missing), step, progress=progress, description=f"encode {'queries' if role == 'query' else 'items'} ({self.name})"):
+        what = f"encode {'queries' if role == 'query' else 'items'} ({self.name})"
+        for s, e in batches(len(missing), step, progress=progress, description=what):
             chunk_keys = [k for k, _ in missing[s:e]]
             with quiet():  # this loop reports; the wrapped encoder's own batches stay silent
                 vecs = encode([t for _, t in missing[s:e]], batch_size=batch_size, progress=False)

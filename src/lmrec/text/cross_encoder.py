@@ -297,8 +297,9 @@ def train_cross_encoder(train: Sequence[RelevanceGroup], out: str | Path, config
             use_cpu=True, optim="adamw_torch", logging_steps=50, disable_tqdm=True)
         from lmrec.text.finetune import quiet_trainer, step_progress
 
+        shown = [step_progress("train cross-encoder")] if progress else []
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss,
-                                      callbacks=[Control()] + ([step_progress("train cross-encoder")] if progress else []))
+                                      callbacks=[Control()] + shown)
         if progress:
             quiet_trainer(trainer)
         output = trainer.train()
