@@ -32,6 +32,20 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def _quiet_loading_bars() -> None:
+    """Outside a terminal, turn off transformers' tqdm bars ("Loading weights"): in a log they
+    are runs of carriage returns; lmrec's own progress lines count the encoding instead."""
+    from lmrec.cli.progress import progress_mode
+
+    if progress_mode() == "log":
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - sentence-transformers always brings transformers
+            pass
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers model as a `TextEncoder`.
 
@@ -48,6 +62,7 @@ class SentenceTransformerEncoder:
 
         if threads:
             torch.set_num_threads(threads)
+        _quiet_loading_bars()
         path = resolve_model_path(model)
         if not Path(path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(f"model {model!r} is not a local folder and HF_HUB_OFFLINE=1 forbids "
