@@ -85,8 +85,13 @@ def public_model() -> str:
 
     root = Path(os.environ.get("LMREC_CACHE_DIR", Path.home() / ".cache" / "lmrec")) / "privacy_public"
     path = root / f"{PUBLIC_DATASET}-{config_hash(PUBLIC)}"
+    lock = path.with_name(path.name + ".lock")  # another section of a parallel run is training it
+    while lock.exists() and not (path / "model.safetensors").is_file():
+        time.sleep(10)
     if (path / "model.safetensors").is_file():
         return str(path)
+    root.mkdir(parents=True, exist_ok=True)
+    lock.touch()
     ds = load_dataset(PUBLIC_DATASET)
     t0 = time.perf_counter()
     with threadpool_limits(1):
@@ -95,6 +100,7 @@ def public_model() -> str:
     (path / "pretrain.json").write_text(json.dumps({"dataset": PUBLIC_DATASET, "params": PUBLIC,
                                                     "fit_s": round(time.perf_counter() - t0, 1),
                                                     **model.training_summary()}, indent=2))
+    lock.unlink(missing_ok=True)
     console.print(f"public pre-training on {PUBLIC_DATASET}: {model.training_summary()}")
     return str(path)
 
@@ -203,10 +209,10 @@ def run_dp_seq_reference(split: Any) -> list[dict]:
     held-out training events), from scratch and from the public model; and DP at epsilon 8
     from scratch (SEQ_DP_SCRATCH: more steps and a larger learning rate than from the public
     start, the better of the two settings tried)."""
-    pub = public_model()
     rows = [_dp_seq_row(split, 8.0, None)]
-    for init in (pub, None):
+    for public in (False, True):
         t0 = time.perf_counter()
+        init = public_model() if public else None
         res = run_experiment("sasrec-text", split, params={**SEQ_NO_DP, **({"init_from": init} if init else {})})
         label = "sasrec-text, no DP" + (", public start" if init else ", from scratch")
         rows.append(_public_label(_row(res, label, "dp_seq_reference", epsilon="inf", public_start=bool(init),
