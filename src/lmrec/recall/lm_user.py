@@ -91,6 +91,12 @@ class LMUserRecommender(Recommender):
         self.item_vectors = dataset_item_vectors(dataset, self.config.encoder).copy()
         counts = np.bincount(train.item, minlength=self.n_items).astype(np.float32)
         self.fallback = _fallback(self.item_vectors, counts)
+        # fitted on an empty catalog (a service's first version): nothing to weight by, so users
+        # without history get the mean of the available items, kept current as the catalog
+        # changes (the same whatever order the items came in, a restart included)
+        self._follows_catalog = not len(self.item_vectors)
+        self._live_sum: np.ndarray | None = None
+        self._live_rows = np.zeros(0, bool)
         s = train.sorted()
         self._pending: list[tuple[int, int]] = []
         self.hist_indptr = np.searchsorted(s.user, np.arange(self.n_users + 1)).astype(np.int64)
@@ -235,18 +241,44 @@ class LMUserRecommender(Recommender):
         rows = np.unique(np.r_[np.asarray(items, np.int64), np.arange(n_old, dataset.n_items)]).astype(np.int64)
         old = self.item_vectors[rows[rows < n_old]].copy()
         self.item_vectors = item_vectors_for(dataset, self.config.encoder, items, self.item_vectors)
-        if not np.any(self.fallback):  # fitted on an empty catalog: the mean of the items that came since
-            self.fallback = _fallback(self.item_vectors, np.zeros(len(self.item_vectors)))
         grew = dataset.n_items > self.n_items
         self.n_items = max(self.n_items, dataset.n_items)
         if grew:
             self._pending.append((-1, -1))
+        table = dataset.item_table
+        avail = np.asarray(table.available, bool) if table is not None else np.ones(dataset.n_items, bool)
+        inside = rows[rows < len(avail)]
+        dead = np.union1d(inside[~avail[inside]], rows[rows >= len(avail)])
+        if getattr(self, "_follows_catalog", False):
+            self._follow_catalog(rows, old, n_old, avail, dead)
         if hasattr(self, "_vectors"):
-            table = dataset.item_table
-            avail = np.asarray(table.available, bool) if table is not None else np.zeros(0, bool)
-            inside = rows[rows < len(avail)]
-            dead = inside[~avail[inside]]
             self._vectors.rows_changed(self.item_vectors, rows, old, n_old, dead=dead)
+
+    def _follow_catalog(self, rows: np.ndarray, old: np.ndarray, n_old: int, avail: np.ndarray,
+                        dead: np.ndarray) -> None:
+        """Keep the fallback the mean of the available items' vectors: O(dim) per changed item."""
+        dim = self.item_vectors.shape[1]
+        counted = np.zeros(len(self.item_vectors), bool)
+        if self._live_sum is None:  # the first change since a load: the available rows it holds
+            start = np.setdiff1d(np.arange(min(n_old, len(avail))), rows)
+            start = start[avail[start]]
+            counted[start] = True
+            self._live_sum = self.item_vectors[start].astype(np.float64).sum(axis=0)
+        else:
+            n = min(len(self._live_rows), len(counted))
+            counted[:n] = self._live_rows[:n]
+        prev = {int(r): o for r, o in zip(rows[rows < n_old], old)}
+        gone = set(np.asarray(dead, np.int64).tolist())
+        for r in rows.tolist():
+            if counted[r] and r in prev:
+                self._live_sum -= np.asarray(prev[r], np.float64)
+            counted[r] = r not in gone
+            if counted[r]:
+                self._live_sum += self.item_vectors[r].astype(np.float64)
+        self._live_rows = counted
+        self.fallback = np.zeros(dim, np.float32)
+        if counted.any() and np.any(self._live_sum):
+            self.fallback = np.asarray(normalize(self._live_sum[None, :].astype(np.float32))[0], np.float32)
 
     def recommend(self, users: np.ndarray | list[int], k: int = 10, **kwargs: Any) -> list:
         self._sync_matrix()
@@ -342,13 +374,18 @@ class LMUserRecommender(Recommender):
         self._sync_matrix()
         return {"item_vectors": self.item_vectors, "fallback": self.fallback, "sums": self.sums,
                 "weights": self.weights, "hist_indptr": self.hist_indptr, "hist_items": self.hist_items,
-                "hist_ts": self.hist_ts, "hist_val": self.hist_val}
+                "hist_ts": self.hist_ts, "hist_val": self.hist_val,
+                "follows_catalog": np.array([getattr(self, "_follows_catalog", False)])}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         for key in ("item_vectors", "fallback", "sums", "weights", "hist_indptr", "hist_items",
                     "hist_ts", "hist_val"):
             setattr(self, key, state[key])
         self._pending = []
+        # saved before the flag existed: a zero fallback is one fitted on an empty catalog
+        self._follows_catalog = bool(state["follows_catalog"][0]) if "follows_catalog" in state \
+            else not np.any(self.fallback)
+        self._live_sum, self._live_rows = None, np.zeros(0, bool)
 
 
 def _fallback(item_vectors: np.ndarray, counts: np.ndarray) -> np.ndarray:

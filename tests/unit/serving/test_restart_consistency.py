@@ -171,3 +171,23 @@ def test_an_hnsw_channel_keeps_its_graph_on_deletions_and_restarts_alike(tmp_pat
         assert_same(before, lists(eng, list(before)))
     finally:
         eng.close()
+
+
+def test_a_history_of_deleted_items_only_restarts_alike(tmp_path: Path) -> None:
+    """A user whose every item was deleted reads the LM channel's fallback vector (the blank
+    items embed to nothing). For a version fitted on the empty store that is the mean of the
+    available items, whatever batches they came in: the running service got them in three, the
+    restarted one in one."""
+    rng = random.Random(13)
+    items = toy_items()
+    ids = [r.item_id for r in items]
+    eng = Engine.open(config(tmp_path))
+    for part in (items[:5], items[5:25], items[25:]):
+        eng.upsert_items(part)
+    eng.ingest(random_events(rng, eng, ids[5:], 150, 1000.0))
+    eng.ingest([EventRecord("lonely", ids[0], "view", 1.0, 2000.0), EventRecord("lonely", ids[1], "view", 1.0, 2001.0)])
+    for item_id in ids[:2]:
+        eng.delete_item(item_id)
+    before = lists(eng, USERS + ["lonely"])
+    eng.close()
+    restarted(tmp_path, before).close()
