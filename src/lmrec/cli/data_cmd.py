@@ -47,13 +47,17 @@ def info(
     from lmrec.data.loaders import DATASETS, dataset_folder, load_dataset, load_faq, load_relevance
 
     if name is None:
-        t = Table(title="registered data sets")
-        for col in ("name", "kind", "folder", "present", "description"):
-            t.add_column(col)
+        root = dataset_folder(next(iter(DATASETS)), data_dir).parent
+        t = Table(title=f"registered data sets (in {root})", title_justify="left")
+        t.add_column("name", no_wrap=True)
+        t.add_column("kind", no_wrap=True)
+        t.add_column("here", no_wrap=True)
+        t.add_column("description", overflow="fold")
         for n, spec in DATASETS.items():
             folder = dataset_folder(n, data_dir)
-            t.add_row(n, spec.kind, str(folder), "yes" if folder.is_dir() else "no", spec.description)
+            t.add_row(n, spec.kind, "yes" if folder.is_dir() else "no", spec.description)
         console.print(t)
+        console.print("own data: lmrec data info FILE.toml (a data-set spec, docs/own-data.md)")
         return
     if name not in DATASETS:  # one's own: a spec TOML or an events file
         from lmrec.cli.common import load_named_dataset

@@ -55,8 +55,7 @@ def build_retriever(kind: str, encoder: str, texts: list[str]):
     except ValueError as e:
         raise fail(str(e)) from None
     dense = DenseRetriever(enc)
-    with console.status(f"embedding {len(texts)} items with {encoder} (cached on disk after the first run)"):
-        dense.fit(texts)
+    dense.fit(texts)   # the encoder reports its progress (lmrec.cli.progress); cached on disk after the first run
     if kind == "dense":
         return dense
     return HybridRetriever(BM25Retriever().fit(texts), dense, method="rrf")

@@ -163,3 +163,13 @@ def test_step_progress_callback_counts_steps(monkeypatch, capsys):
     err = capsys.readouterr().err.splitlines()
     assert any(ln.startswith("fine-tune minilm (loss 0.5000): 2/4 steps (50%)") for ln in err), err
     assert "4/4 steps done in" in err[-1]
+
+
+def test_data_info_lists_whole_names_at_80_columns(narrow):
+    from lmrec.data.loaders import DATASETS
+
+    res = runner.invoke(app, ["data", "info"], env=ENV)
+    assert res.exit_code == 0, res.output
+    _readable(res.output)
+    first_cells = [ln.split("│")[1].strip() for ln in res.output.splitlines() if ln.startswith("│")]
+    assert set(DATASETS) <= set(first_cells)  # the names one types, each whole on its line
