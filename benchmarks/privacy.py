@@ -303,6 +303,11 @@ def write_file(bench: str, rows: list[dict], names: list[str], asked: list[str] 
     kept = [r for r in json.loads(old.read_text())["rows"] if r.get("section") not in names] if old.exists() else []
     order = list(SECTIONS)
     rows = sorted(kept + rows, key=lambda r: order.index(r["section"]))
+    if bench == "privacy_seq":
+        for r in rows:  # the guarantee reached, in the params column too (dp_epsilon there is the target)
+            if "dp_steps" in r:
+                r["params"] = {**r["params"], "achieved": f"eps={r['dp_epsilon']:.3g}, delta={r['dp_delta']:g}, "
+                                                          f"sigma={r['dp_sigma']:.3g}, steps={r['dp_steps']}"}
     for t in rich_tables(rows, width=console.width):
         console.print(t)
     notes = []
