@@ -59,6 +59,8 @@ class SASRecConfig(TrainConfig, DPFields):
     dp_*: differential privacy (`lmrec.privacy.dp.DPFields`; dp_epsilon None = off): per-user
     DP-SGD, see `SASRec._fit_dp`; `epochs` is then the expected passes over the users.
     dp_chunk: users whose per-user gradients are computed together (memory, not privacy).
+    dp_windows_per_user: the most training windows of one drawn user in one DP step (their
+    mean loss is the user's loss, clipped as one).
     init_from: a folder saved by a model of the same class and shape, trained on other
     (public) data, whose catalog-independent weights start this one (`warm_start`): with
     sasrec-text that is everything but the per-item tensors, so a model pre-trained on one
@@ -73,6 +75,7 @@ class SASRecConfig(TrainConfig, DPFields):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     windows: WindowMode = "all"
     dp_chunk: int = Field(64, ge=1)
+    dp_windows_per_user: int = Field(1, ge=1)
     init_from: str | None = None
 
     @model_validator(mode="after")
@@ -226,7 +229,7 @@ class SASRec(TorchRecommender):
         counts as warm; users without history get uniform scores). The users' own histories
         kept for scoring are their own data and are not released to anyone else.
         """
-        from lmrec.privacy.dp import DPSGD
+        from lmrec.privacy.dp import DPSGD, pick_rows
 
         cfg = self.config
         hist = self.histories
@@ -245,10 +248,10 @@ class SASRec(TorchRecommender):
             module = _SeqLoss(net)
 
             def user_loss(call, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-                h, table = call(inputs[None])
-                logits = h[0] @ table[1:].T
+                h, table = call(inputs)  # (k, w, hidden): the user's k windows
+                logits = h @ table[1:].T
                 keep = (targets != IGNORE).to(logits.dtype)
-                nll = torch.logsumexp(logits, -1) - logits.gather(1, targets.clamp(min=0)[:, None])[:, 0]
+                nll = torch.logsumexp(logits, -1) - logits.gather(2, targets.clamp(min=0)[..., None])[..., 0]
                 return (nll * keep).sum() / keep.sum().clamp(min=1.0)
 
             dp = DPSGD.from_config(module, user_loss, cfg, n_users=self.n_users, epochs=cfg.epochs, seed=cfg.seed,
@@ -263,10 +266,13 @@ class SASRec(TorchRecommender):
             for t in range(dp.steps_planned):
                 users = dp.sample_users()
                 users = users[has[users]]  # the others have no window: a zero gradient
-                picked = ptr[users] + (rng.random(len(users)) * (ptr[users + 1] - ptr[users])).astype(np.int64)
-                inputs, targets = hist.training_batch(spans[picked])
+                k = cfg.dp_windows_per_user
+                picked, real = pick_rows(ptr, users, k, rng)  # up to k of each drawn user's windows
+                chosen = np.where(real[..., None] > 0, spans[picked], np.array([0, 1]))  # (0, 1): no target
+                inputs, targets = hist.training_batch(chosen.reshape(-1, 2))
+                shape = (len(users), k, inputs.shape[1])
                 opt.zero_grad(set_to_none=True)
-                stats = dp.step((torch.from_numpy(inputs), torch.from_numpy(targets)))
+                stats = dp.step((torch.from_numpy(inputs.reshape(shape)), torch.from_numpy(targets.reshape(shape))))
                 opt.step()
                 sched.step()
                 if (t + 1) % per_epoch == 0 or t + 1 == dp.steps_planned:

@@ -185,3 +185,15 @@ def test_warm_start_copies_catalog_independent_weights(ds, tmp_path) -> None:
         SASRecText(**small, epochs=1, init_from=str(tmp_path / "nowhere")).fit(ds.interactions, ds)
     with pytest.raises(ValueError, match="no weight fits"):
         SASRecText(**{**small, "hidden": 8}, epochs=1, init_from=str(path)).fit(ds.interactions, ds)
+
+
+def test_sasrec_dp_several_windows_per_user_are_one_clipped_gradient(ds) -> None:
+    """dp_windows_per_user: a drawn user's windows share one loss, so one clipped gradient
+    (the accountant's steps and sample rate do not change; the per-user norm does)."""
+    one = SASRec(**{**SEQ, "max_len": 4}).fit(ds.interactions, ds)
+    three = SASRec(**{**SEQ, "max_len": 4, "dp_windows_per_user": 3}).fit(ds.interactions, ds)
+    assert three.dp_report == one.dp_report
+    # averaging a user's windows gives a smaller, steadier per-user gradient than one window
+    norm = lambda m: np.median([e["median_norm"] for e in m.train_history.epochs])  # noqa: E731
+    assert norm(three) < norm(one)
+    assert not np.allclose(_weights(one), _weights(three), atol=1e-4)
