@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lmrec.data.cleaning import CleaningReport, CleaningRules, DataError, RowIssue
 from lmrec.data.dataset import Dataset, Interactions
+from lmrec.data.loaders.generic import ItemMapping
 
 __all__ = ["DataSpec", "SessionRows", "load_spec", "load_spec_dataset", "is_spec_path", "spec_toml"]
 
@@ -100,16 +101,8 @@ class EventsSection(FileSection):
         return self
 
 
-class ItemsSection(FileSection):
-    id: str = "item_id"
-    title: str | None = "title"
-    text: list[str] = Field(default_factory=list)
-    categories: str | None = None
-    category_sep: str = "|"
-    created_at: str | None = None
-    created_at_format: str | None = None
-    available: str | None = None
-    attributes: list[str] = Field(default_factory=list)
+class ItemsSection(FileSection, ItemMapping):
+    """The item file and its columns (`ItemMapping`'s fields: id, title, text, categories, ...)."""
 
 
 class SessionsFile(FileSection):
@@ -292,7 +285,7 @@ def _given_labels(spec: DataSpec, dataset: Dataset, lines: np.ndarray, strict: b
 def load_spec_dataset(spec: DataSpec, *, strict: bool = False) -> tuple[Dataset, CleaningReport]:
     """Load the data set a spec describes (events, items, split, cleaning) and the events'
     cleaning report; the data set's `info` records the spec and its default split."""
-    from lmrec.data.loaders.generic import ColumnMapping, ItemMapping, load_events_file, load_items_file
+    from lmrec.data.loaders.generic import ColumnMapping, load_events_file, load_items_file
 
     ev = spec.events
     try:

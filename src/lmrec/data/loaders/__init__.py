@@ -19,7 +19,6 @@ from lmrec.data.loaders.movielens import load_ml1m, load_ml100k, load_ml_latest_
 from lmrec.data.loaders.relevance_sets import load_homedepot, load_qbqtc
 from lmrec.data.cleaning import CleaningReport
 from lmrec.data.relevance import RelevanceSet
-from lmrec.data.spec import DataSpec, EventsSection, is_spec_path, load_spec, load_spec_dataset
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,8 @@ def load_dataset(name: str | Path, data_dir: Path | None = None, *, strict: bool
     data-set spec TOML (`lmrec.data.spec`), of a folder holding `dataset.toml`, or of an
     events file with the columns user_id, item_id, timestamp. `strict` (own data only) stops
     at the first bad row."""
+    from lmrec.data.spec import is_spec_path  # (the spec module builds on these loaders)
+
     if isinstance(name, Path) or (name not in DATASETS and is_spec_path(name)):
         return load_dataset_path(name, strict=strict)[0]
     spec, folder = _locate(name, data_dir)
@@ -99,6 +100,8 @@ def load_dataset(name: str | Path, data_dir: Path | None = None, *, strict: bool
 def load_dataset_path(path: str | Path, *, strict: bool = False) -> tuple[Dataset, CleaningReport]:
     """An own data set from a spec TOML, a folder with `dataset.toml`, or a bare events file
     (default columns), with the events' cleaning report."""
+    from lmrec.data.spec import DataSpec, EventsSection, load_spec, load_spec_dataset
+
     p = Path(path)
     if p.suffix.lower() == ".toml" or p.is_dir():
         spec = load_spec(p)
