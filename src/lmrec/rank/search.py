@@ -27,7 +27,7 @@ import numpy as np
 
 from lmrec.rank.base import RankData, Ranker
 from lmrec.rank.ltr import LambdaRankRanker
-from lmrec.recall.search import PairScorer, Retriever
+from lmrec.recall.search import PairScorer, Retriever, SecondStage
 from lmrec.types import Candidates
 
 __all__ = ["SearchRanker", "grade_labels"]
@@ -42,7 +42,7 @@ def grade_labels(grades: np.ndarray, low: float = 1.0, steps: float = 3.0) -> np
     return np.where(np.isnan(g), 0, 1 + np.rint((np.nan_to_num(g, nan=low) - low) * steps)).astype(np.float32)
 
 
-class SearchRanker(Retriever):
+class SearchRanker(SecondStage):
     """Re-ranks the first stage's top `depth` with `ranker` over pair features (see the module
     docstring); untrained, it keeps the first stage's order."""
 
@@ -54,22 +54,6 @@ class SearchRanker(Retriever):
         self.name = name or f"ranked:{first_stage.name}"
         self.texts = first_stage.texts
         self._channels: list[str] | None = None
-
-    # the catalog lives in the first stage
-    def fit(self, item_texts: Sequence[str], items: Sequence[int] | np.ndarray | None = None) -> Self:
-        self.first.fit(item_texts, items)
-        self.texts = self.first.texts
-        return self
-
-    def add(self, item_index: int, text: str) -> None:
-        self.first.add(item_index, text)
-
-    def remove(self, item_index: int) -> None:
-        self.first.remove(item_index)
-
-    def _rebuild(self, items: np.ndarray, texts: list[str]) -> None: ...  # pragma: no cover
-    def _add(self, item_index: int, text: str) -> None: ...  # pragma: no cover
-    def _remove(self, item_index: int) -> None: ...  # pragma: no cover
 
     # --- features --------------------------------------------------------------------------
     def columns(self, channels: list[str]) -> list[str]:

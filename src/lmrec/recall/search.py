@@ -208,19 +208,11 @@ class CrossEncoderScorer:
                           dtype=np.float32).reshape(-1)
 
 
-class RerankRetriever(Retriever):
-    """Re-scores the first stage's top `top_n` with `scorer`; the rest keep their order below.
+class SecondStage(Retriever):
+    """A retriever over another one's candidates: the catalog lives in `self.first` (set by
+    the subclass), and fit / add / remove delegate to it."""
 
-    `mix` in [0, 1] blends in the first stage (min-max normalised per query):
-    final = mix * first + (1 - mix) * scorer; 0 (default) is a pure re-rank.
-    """
-
-    def __init__(self, first_stage: Retriever, scorer: PairScorer, top_n: int = 30, *, mix: float = 0.0,
-                 name: str | None = None) -> None:
-        super().__init__()
-        self.first, self.scorer, self.top_n, self.mix = first_stage, scorer, top_n, mix
-        self.name = name or f"rerank:{scorer.name}"
-        self.texts = first_stage.texts  # one catalog, owned by the first stage
+    first: Retriever
 
     def fit(self, item_texts: Sequence[str], items: Sequence[int] | np.ndarray | None = None) -> Self:
         self.first.fit(item_texts, items)
@@ -233,10 +225,24 @@ class RerankRetriever(Retriever):
     def remove(self, item_index: int) -> None:
         self.first.remove(item_index)
 
-    # the catalog lives in the first stage: fit / add / remove above delegate to it
     def _rebuild(self, items: np.ndarray, texts: list[str]) -> None: ...  # pragma: no cover
     def _add(self, item_index: int, text: str) -> None: ...  # pragma: no cover
     def _remove(self, item_index: int) -> None: ...  # pragma: no cover
+
+
+class RerankRetriever(SecondStage):
+    """Re-scores the first stage's top `top_n` with `scorer`; the rest keep their order below.
+
+    `mix` in [0, 1] blends in the first stage (min-max normalised per query):
+    final = mix * first + (1 - mix) * scorer; 0 (default) is a pure re-rank.
+    """
+
+    def __init__(self, first_stage: Retriever, scorer: PairScorer, top_n: int = 30, *, mix: float = 0.0,
+                 name: str | None = None) -> None:
+        super().__init__()
+        self.first, self.scorer, self.top_n, self.mix = first_stage, scorer, top_n, mix
+        self.name = name or f"rerank:{scorer.name}"
+        self.texts = first_stage.texts  # one catalog, owned by the first stage
 
     def _final(self, query: str, items: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         new = np.asarray(self.scorer(query, [self.first.texts[int(i)] for i in items]), np.float32)
