@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import json
 import random
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from lmrec.text.cross_encoder import RelevanceGroup
-from lmrec.text.finetune import MANIFEST, FinetuneConfig, FinetuneResult, _require_training, _TimeBudget, base_model_path
+from lmrec.text.finetune import MANIFEST, FinetuneConfig, FinetuneResult, load_trainable, run_trainer
 
 __all__ = ["margin_triples", "distil_bi_encoder"]
 
@@ -60,36 +58,16 @@ def distil_bi_encoder(triples: Sequence[tuple[str, str, str, float]], out: str |
     config = config or FinetuneConfig()
     if not triples:
         raise ValueError("triples: nothing to distil")
-    path = base_model_path(config.base)
-    _require_training()
-    import torch
+    model, path = load_trainable(config)
     from datasets import Dataset
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments)
     from sentence_transformers.sentence_transformer.losses import MarginMSELoss
     from sentence_transformers.util import pairwise_cos_sim
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = SentenceTransformer(path, device="cpu")
-    model.max_seq_length = config.max_seq_length
     data = Dataset.from_dict({"query": [t[0] for t in triples], "positive": [t[1] for t in triples],
                               "negative": [t[2] for t in triples], "label": [float(t[3]) for t in triples]})
     loss = MarginMSELoss(model, similarity_fct=lambda a, b: scale * pairwise_cos_sim(a, b))
-    with tempfile.TemporaryDirectory(prefix="lmrec-distil-") as scratch:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
-            per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_steps=config.warmup,
-            seed=config.seed, data_seed=config.seed, save_strategy="no", eval_strategy="no", report_to="none",
-            use_cpu=True, optim="adamw_torch", logging_steps=50, disable_tqdm=True)
-        callbacks = [_TimeBudget(config.time_budget_s)] if config.time_budget_s else None
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=callbacks)
-        t0 = time.perf_counter()
-        output = trainer.train()
-        train_s = time.perf_counter() - t0
-    model.save(str(out))
+    output, _, train_s = run_trainer(model, loss, data, config, out, description=f"distil into {config.base}")
     result = FinetuneResult(path=out.resolve(), pairs=len(triples), steps=int(output.global_step),
                             train_s=round(train_s, 2), train_loss=float(output.training_loss),
                             config=config.model_dump(),

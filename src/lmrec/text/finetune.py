@@ -179,6 +179,52 @@ def _require_training() -> None:
                                   "pip install 'lmrec[lm,train]' datasets") from e
 
 
+def load_trainable(config: FinetuneConfig) -> tuple[Any, str]:
+    """(a trainable SentenceTransformer of `config.base` on the CPU, its folder), with the
+    thread count, sequence length and frozen embeddings of `config` applied."""
+    path = base_model_path(config.base)
+    _require_training()
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model = SentenceTransformer(path, device="cpu")
+    model.max_seq_length = config.max_seq_length
+    if config.freeze_embeddings:
+        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
+    return model, path
+
+
+def run_trainer(model: Any, loss: Any, data: Any, config: FinetuneConfig, out: Path, *, progress: bool = False,
+                description: str = "fine-tune", **args: Any) -> tuple[Any, Any, float]:
+    """Train `model` with `loss` on the `data` Dataset (sentence-transformers' trainer, CPU,
+    within `config`'s steps / epochs / time budget; `args` add or override training
+    arguments) and save it to `out`. Returns (the train output, the trainer, seconds)."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lmrec-finetune-") as scratch:
+        targs = SentenceTransformerTrainingArguments(**{
+            "output_dir": scratch, "num_train_epochs": config.epochs, "max_steps": config.max_steps or -1,
+            "per_device_train_batch_size": config.batch_size, "learning_rate": config.lr,
+            "warmup_steps": config.warmup, "seed": config.seed, "data_seed": config.seed, "save_strategy": "no",
+            "eval_strategy": "no", "report_to": "none", "use_cpu": True, "optim": "adamw_torch",
+            "logging_steps": max(1, min(50, config.max_steps or 50)), "disable_tqdm": True, **args})
+        callbacks = [_TimeBudget(config.time_budget_s)] if config.time_budget_s else []
+        if progress:
+            callbacks.append(step_progress(description))
+        trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=data, loss=loss,
+                                             callbacks=callbacks or None)
+        if progress:
+            quiet_trainer(trainer)
+        t0 = time.perf_counter()
+        output = trainer.train()
+        train_s = time.perf_counter() - t0
+    model.save(str(out))
+    return output, trainer, train_s
+
+
 def finetune_pairs(pairs: Sequence[tuple[str, str]] | Sequence[tuple[str, str, float]], out: str | Path,
                    config: FinetuneConfig | None = None, *, progress: bool = False,
                    info: dict[str, Any] | None = None) -> FinetuneResult:
@@ -194,56 +240,28 @@ def finetune_pairs(pairs: Sequence[tuple[str, str]] | Sequence[tuple[str, str, f
         if (len(p) != width or not all(isinstance(x, str) for x in p[:2])
                 or (graded and not isinstance(p[2], (int, float)))):
             raise ValueError(f"pairs[{n}]: expected a {what}, got {p!r}")
-    path = base_model_path(config.base)
-    _require_training()
-    import torch
+    model, path = load_trainable(config)
     from datasets import Dataset
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments)
     from sentence_transformers.sentence_transformer.losses import (AnglELoss, CoSENTLoss,
                                                                    MultipleNegativesRankingLoss)
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     from lmrec.text.e5_torch import prompt_prefixes
 
-    model = SentenceTransformer(path, device="cpu")
-    model.max_seq_length = config.max_seq_length
-    if config.freeze_embeddings:
-        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
+    out = Path(out)
     columns = {"anchor": [p[0] for p in pairs], "positive": [p[1] for p in pairs]}
     if graded:
         columns["score"] = [float(p[2]) for p in pairs]
         loss = (CoSENTLoss if config.loss == "cosent" else AnglELoss)(model, scale=config.scale)
     else:
         loss = MultipleNegativesRankingLoss(model, scale=config.scale)
-    train = Dataset.from_dict(columns)
     # E5-style models: the saved prompts are the prefixes the model was trained and is served with
     query_prefix, item_prefix = prompt_prefixes(path)
     prompts = {k: v for k, v in (("anchor", query_prefix), ("positive", item_prefix)) if v} or None
-    with tempfile.TemporaryDirectory(prefix="lmrec-finetune-") as scratch:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
-            per_device_train_batch_size=config.batch_size, learning_rate=config.lr, warmup_steps=config.warmup,
-            batch_sampler=BatchSamplers.BATCH_SAMPLER if graded else BatchSamplers.NO_DUPLICATES,
-            prompts=prompts, seed=config.seed, data_seed=config.seed,
-            save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True, optim="adamw_torch",
-            logging_steps=max(1, min(50, config.max_steps or 50)), disable_tqdm=True,
-            dataloader_drop_last=True)
-        callbacks = [_TimeBudget(config.time_budget_s)] if config.time_budget_s else []
-        if progress:
-            callbacks.append(step_progress(f"fine-tune {config.base}"))
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss,
-                                             callbacks=callbacks or None)
-        if progress:
-            quiet_trainer(trainer)
-        t0 = time.perf_counter()
-        output = trainer.train()
-        train_s = time.perf_counter() - t0
-    model.save(str(out))
+    output, trainer, train_s = run_trainer(
+        model, loss, Dataset.from_dict(columns), config, out, progress=progress,
+        description=f"fine-tune {config.base}", prompts=prompts, dataloader_drop_last=True,
+        batch_sampler=BatchSamplers.BATCH_SAMPLER if graded else BatchSamplers.NO_DUPLICATES)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = FinetuneResult(path=out.resolve(), pairs=len(pairs), steps=int(output.global_step),
                             train_s=round(train_s, 2), train_loss=float(output.training_loss),
