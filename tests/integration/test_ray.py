@@ -8,9 +8,6 @@ Skipped with a message when Ray is not installed (`pip install -e '.[ray]'`; CI 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -20,29 +17,19 @@ torch = pytest.importorskip("torch")
 
 from lmrec.component import create  # noqa: E402
 from lmrec.data.splits import temporal_leave_one_out  # noqa: E402
-from lmrec.distributed import embed_catalog, evaluate_sharded, ray_session, shard_split, train_sasrec_ddp  # noqa: E402
+from lmrec.distributed import embed_catalog, evaluate_sharded, shard_split, train_sasrec_ddp  # noqa: E402
 from lmrec.eval.evaluator import evaluate  # noqa: E402
 from lmrec.eval.experiment import item_categories  # noqa: E402
 from lmrec.recall.item2item import dataset_item_texts, encode_texts_cached  # noqa: E402
+from lmrec.testing.ray_cluster import local_ray_cluster  # noqa: E402
 from lmrec.testing.toy import toy_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    before = os.environ.get("RAY_AUTH_MODE")
-    # a throw-away local cluster: no token file shared (and raced for) by the two xdist workers
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    temp = tempfile.mkdtemp(prefix="lmrec-ray-test-", dir="/tmp")
-    try:
-        with ray_session(num_cpus=2, object_store_mb=256, temp_dir=temp) as r:
-            assert r.cluster_resources().get("CPU") == 2
-            yield r
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-        if before is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = before
+    with local_ray_cluster("lmrec-ray-test-") as r:
+        assert r.cluster_resources().get("CPU") == 2
+        yield r
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,7 @@ reflecting them. Skipped with a message when Ray Serve is not installed (`pip in
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +24,7 @@ from lmrec.distributed.serve import ReplicaOptions
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install -e '.[ray]'")
 
-from lmrec.distributed import ray_session  # noqa: E402
+from lmrec.testing.ray_cluster import local_ray_cluster  # noqa: E402
 from lmrec.distributed.serve import APP_NAME, deploy, undeploy  # noqa: E402
 from lmrec.serving.config import ServiceConfig  # noqa: E402
 from lmrec.serving.engine import EngineConfig  # noqa: E402
@@ -36,18 +34,8 @@ PG_URL = os.environ.get("LMREC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 
 @pytest.fixture(scope="module")
 def cluster():
-    before = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"   # a throw-away local cluster (see test_ray.py)
-    temp = tempfile.mkdtemp(prefix="lmrec-serve-test-", dir="/tmp")
-    try:
-        with ray_session(num_cpus=2, object_store_mb=256, temp_dir=temp) as r:
-            yield r
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-        if before is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = before
+    with local_ray_cluster("lmrec-serve-test-") as r:
+        yield r
 
 
 @pytest.fixture
