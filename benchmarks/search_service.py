@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,31 +31,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cross_encoder import bootstrap_delta  # noqa: E402
-from service import (Server, admin_key, build_home, console, free_port, make_query, open_loop,  # noqa: E402
+from service import (Server, admin_key, build_home, console, launch, make_query, open_loop,  # noqa: E402
                      sequential)
 
 from lmrec.eval.report import write_results  # noqa: E402
 
 
 def start(home: Path, log: Path, env_extra: dict[str, str], encoder: str) -> Server:
-    port = free_port()
-    env = {**os.environ, "LMREC_RATE_LIMIT_RPS": "0", "LMREC_ENGINE__PROGRESS": "false", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", **env_extra}
-    cmd = [sys.executable, "-m", "lmrec.cli.main", "serve", "--home", str(home), "--encoder", encoder,
-           "--index", "hnsw", "--port", str(port), "--log-level", "warning", "--config", "serve-default"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    return Server(proc, base, time.perf_counter() - t0)
+    return launch(["--home", str(home), "--encoder", encoder, "--index", "hnsw", "--config", "serve-default"],
+                  log, env_extra, "starting the server")
 
 
 def reranker_env(args: argparse.Namespace, on: bool) -> dict[str, str]:

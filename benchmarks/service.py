@@ -202,21 +202,19 @@ class Server:
                 self.proc.kill()
 
 
-def start_server(home: Path, query_encoder: str, log: Path, config: str, ranking_threads: int = 2) -> Server:
-    """`lmrec serve --config` with the fake-384 catalog (and pipeline) encoder, the real query
-    encoder, HNSW, no rate limit and warning-level logs (the per-request access log is at INFO).
-    When the home has no version of `config`, opening fits one (`server_open_s` includes it)."""
+def launch(serve_args: list[str], log: Path, env_extra: dict[str, str], status: str) -> Server:
+    """`lmrec serve SERVE_ARGS` on a free port with no rate limit, no progress bars, offline
+    models and warning-level logs (the per-request access log is at INFO), ready when it
+    returns (`open_s`: the time to /ready)."""
     port = free_port()
-    env = {**os.environ, "LMREC_ENGINE__QUERY_ENCODER": query_encoder, "LMREC_RATE_LIMIT_RPS": "0",
-           "LMREC_ENGINE__PROGRESS": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "LMREC_ENGINE__OVERRIDES": json.dumps({"encoder": "fake-384"}),
-           "LMREC_RANKING_THREADS": str(ranking_threads)}
-    cmd = [sys.executable, "-m", "lmrec.cli.main", "serve", "--home", str(home), "--encoder", "fake-384",
-           "--index", "hnsw", "--port", str(port), "--log-level", "warning", "--config", config]
+    env = {**os.environ, "LMREC_RATE_LIMIT_RPS": "0", "LMREC_ENGINE__PROGRESS": "false", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", **env_extra}
+    cmd = [sys.executable, "-m", "lmrec.cli.main", "serve", *serve_args, "--port", str(port),
+           "--log-level", "warning"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    with console.status("starting the server (the first start embeds the catalog and fits the pipeline)"):
+    with console.status(status):
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
@@ -227,6 +225,17 @@ def start_server(home: Path, query_encoder: str, log: Path, config: str, ranking
                 pass
             time.sleep(0.5)
     return Server(proc, base, time.perf_counter() - t0)
+
+
+def start_server(home: Path, query_encoder: str, log: Path, config: str, ranking_threads: int = 2) -> Server:
+    """`lmrec serve --config` with the fake-384 catalog (and pipeline) encoder, the real query
+    encoder and HNSW. When the home has no version of `config`, opening fits one
+    (`server_open_s` includes it)."""
+    return launch(["--home", str(home), "--encoder", "fake-384", "--index", "hnsw", "--config", config], log,
+                  {"LMREC_ENGINE__QUERY_ENCODER": query_encoder,
+                   "LMREC_ENGINE__OVERRIDES": json.dumps({"encoder": "fake-384"}),
+                   "LMREC_RANKING_THREADS": str(ranking_threads)},
+                  "starting the server (the first start embeds the catalog and fits the pipeline)")
 
 
 # ---- the open-loop client ---------------------------------------------------------------------------
