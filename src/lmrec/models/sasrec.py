@@ -60,7 +60,9 @@ class SASRecConfig(TrainConfig, DPFields):
     DP-SGD, see `SASRec._fit_dp`; `epochs` is then the expected passes over the users.
     dp_chunk: users whose per-user gradients are computed together (memory, not privacy).
     dp_windows_per_user: the most training windows of one drawn user in one DP step (their
-    mean loss is the user's loss, clipped as one).
+    mean loss is the user's loss, clipped as one). dp_freeze: parameter-name prefixes (e.g.
+    "item_encoder", "blocks") kept at their starting values under DP: fewer noised weights,
+    useful with `init_from` (public weights).
     init_from: a folder saved by a model of the same class and shape, trained on other
     (public) data, whose catalog-independent weights start this one (`warm_start`): with
     sasrec-text that is everything but the per-item tensors, so a model pre-trained on one
@@ -76,6 +78,7 @@ class SASRecConfig(TrainConfig, DPFields):
     windows: WindowMode = "all"
     dp_chunk: int = Field(64, ge=1)
     dp_windows_per_user: int = Field(1, ge=1)
+    dp_freeze: tuple[str, ...] = ()
     init_from: str | None = None
 
     @model_validator(mode="after")
@@ -245,6 +248,12 @@ class SASRec(TorchRecommender):
         with torch_threads(cfg.threads):
             seed_everything(cfg.seed)
             self.network = net = self._build_network(dataset, None)
+            frozen = [n for n, p in net.named_parameters() if n.startswith(tuple(cfg.dp_freeze))]
+            if cfg.dp_freeze and (not frozen or len(frozen) == len(list(net.parameters()))):
+                raise ValueError(f"dp_freeze {list(cfg.dp_freeze)} freezes {'nothing' if not frozen else 'everything'}"
+                                 f"; parameters: {[n for n, _ in net.named_parameters()]}")
+            for n, p in net.named_parameters():
+                p.requires_grad_(n not in frozen)
             module = _SeqLoss(net)
 
             def user_loss(call, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001

@@ -197,3 +197,16 @@ def test_sasrec_dp_several_windows_per_user_are_one_clipped_gradient(ds) -> None
     norm = lambda m: np.median([e["median_norm"] for e in m.train_history.epochs])  # noqa: E731
     assert norm(three) < norm(one)
     assert not np.allclose(_weights(one), _weights(three), atol=1e-4)
+
+
+def test_dp_freeze_keeps_the_public_weights(ds, tmp_path) -> None:
+    small = dict(encoder="fake", id_fusion="none", hidden=16, n_blocks=1, max_len=10, threads=1, lr=1e-2)
+    public = SASRecText(**small, epochs=1, seed=1).fit(ds.interactions, ds)
+    path = public.save(tmp_path / "public")
+    m = SASRecText(**small, epochs=1, init_from=str(path), dp_epsilon=8.0, dp_users_per_step=16, warmup_steps=0,
+                   dp_freeze=("item_encoder",)).fit(ds.interactions, ds)
+    before, after = public.network.state_dict(), m.network.state_dict()
+    assert torch.equal(before["item_encoder.project.weight"], after["item_encoder.project.weight"])
+    assert not torch.equal(before["positions"], after["positions"])
+    with pytest.raises(ValueError, match="freezes nothing"):
+        SASRecText(**small, epochs=1, dp_epsilon=8.0, dp_freeze=("nope",)).fit(ds.interactions, ds)
