@@ -54,7 +54,7 @@ from lmrec.eval.report import write_results  # noqa: E402
 from lmrec.eval.significance import compare  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-PARTS = ["ml-1m", "amazon", "kge", "explain", "coldstart", "text", "ease-kg-grid"]
+PARTS = ["ml-1m", "amazon", "kge", "explain", "coldstart", "text", "ease-kg-grid", "ml-1m-valid"]
 ONE_THREAD = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
 AMAZON_KG = {"channels": [{"name": "kg", "model": "kg", "before": "popular", "quota": 30, "weight": 0.0,
                            "params": {"relation_weights": "fit"}}],
@@ -117,15 +117,27 @@ def part_ml1m(rows: list[dict], notes: list[str]) -> None:
     ek = {"lam": 1000.0, "alpha": 15.0, "weighting": "binary"}
     v, t, info = fit_eval("ease-kg", ek, split)
     rows.append(row_of("ml-1m", "given", "ease-kg", "ease-kg", ek, v, t, info, {"ease": ease}))
-    console.print("[bold]pipeline[/] configs/ml-1m.toml")
     base_params = {"config": "configs/ml-1m.toml"}
-    v, base, info = fit_eval("pipeline", base_params, split)
-    rows.append(row_of("ml-1m", "given", "pipeline", "pipeline", base_params, v, base, info, {"ease": ease}))
-    console.print("[bold]pipeline + KG[/] configs/ml-1m-kg.toml")
     kg_params = {"config": "configs/ml-1m-kg.toml"}
-    v, kg, info = fit_eval("pipeline", kg_params, split)
-    rows.append(row_of("ml-1m", "given", "pipeline + KG", "pipeline", kg_params, v, kg, info,
+    # the two pipelines fit in two processes (one thread each); the KG one also gives the
+    # explanation figures of --part explain from its test fit when that part runs too
+    console.print("[bold]pipeline[/] configs/ml-1m.toml and [bold]pipeline + KG[/] configs/ml-1m-kg.toml")
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        jobs = [pool.submit(_pipeline_job, base_params, OPTIONS["pipeline_valid"], False),
+                pool.submit(_pipeline_job, kg_params, OPTIONS["pipeline_valid"], OPTIONS["explain_from_ml1m"])]
+        (v, base, info, _), (kv, kg, kinfo, explained) = (j.result() for j in jobs)
+    rows.append(row_of("ml-1m", "given", "pipeline", "pipeline", base_params, v, base, info, {"ease": ease}))
+    rows.append(row_of("ml-1m", "given", "pipeline + KG", "pipeline", kg_params, kv, kg, kinfo,
                        {"ease": ease, "pipeline": base}))
+    if not OPTIONS["pipeline_valid"]:  # validation figures of the same configs from --part ml-1m-valid
+        old = json.loads((RESULTS / "kg.json").read_text())["rows"] if (RESULTS / "kg.json").is_file() else []
+        for r in rows[-2:]:
+            for o in old:
+                if o["split"] == "given-valid" and o["model"] == "pipeline" and o["params"] == r["params"]:
+                    r["valid_NDCG@10"], r["valid_Recall@20"] = o["valid_NDCG@10"], o["valid_Recall@20"]
     target = 1.05 * float(ease.metrics["Recall@20"])
     got = float(kg.metrics["Recall@20"])
     rows[-1]["target_Recall@20"] = round(target, 5)
@@ -133,6 +145,25 @@ def part_ml1m(rows: list[dict], notes: list[str]) -> None:
     notes.append(f"ML-1M target (issue 13): Recall@20 >= {target:.4f} (EASE {ease.metrics['Recall@20']:.4f} + 5%); "
                  f"pipeline + KG {got:.4f} -> {'met' if got >= target else 'not met'}; "
                  f"against the same pipeline without KG: {rows[-1]['d_Recall@20_vs_pipeline']}.")
+    if explained is not None:
+        explain_rows(*explained, rows, notes)
+
+
+OPTIONS: dict[str, Any] = {"pipeline_valid": True, "explain_from_ml1m": False}
+
+
+def _pipeline_job(params: dict[str, Any], valid: bool, explain: bool) -> tuple:
+    """fit_eval of one ML-1M pipeline in a worker process (one thread); with `explain`, also
+    the explanations of the test fit's top 10 for the first 1,000 test users."""
+    import torch
+
+    torch.set_num_threads(1)
+    ds = load_dataset("ml-1m")
+    split = make_split(ds, "given")
+    with threadpool_limits(1):
+        v, test, info = fit_eval("pipeline", params, split, valid=valid)
+        explained = explain_lists(info["_model"], ds, split) if explain else None
+    return v, test, {k: x for k, x in info.items() if not k.startswith("_")}, explained
 
 
 def part_amazon(rows: list[dict], notes: list[str]) -> None:
@@ -177,34 +208,47 @@ def part_kge(rows: list[dict], notes: list[str]) -> None:
 
 
 def part_explain(rows: list[dict], notes: list[str]) -> None:
-    import numpy as np
-
     ds = load_dataset("ml-1m")
     split = make_split(ds, "given")
     pipe = create("pipeline", {"config": "configs/ml-1m-kg.toml"})
     pipe.progress = lambda msg: console.print(f"    [dim]{msg}[/]")
     pipe.fit(split.train_valid, ds)
+    explain_rows(*explain_lists(pipe, ds, split), rows, notes)
+
+
+def explain_lists(pipe: Any, ds: Any, split: Any) -> tuple[int, list[dict]]:
+    """The explanations of `pipe`'s top 10 for the first 1,000 test users: (users, one dict per
+    recommended item: user id, title, kg_path or None)."""
+    import numpy as np
+
     users = np.unique(split.test.user)[:1000]
     lists = pipe.recommend(users, 10, explain=True)
-    n = with_path = 0
-    relations: dict[str, int] = {}
-    examples = []
+    out = []
     for u, c in zip(users.tolist(), lists, strict=True):
         for e in c.explanations or []:
-            n += 1
-            p = e.get("kg_path")
-            if p:
-                with_path += 1
-                relations[p["relation"]] = relations.get(p["relation"], 0) + 1
-                if len(examples) < 8 and p["relation"] not in {x["relation"] for x in examples}:
-                    examples.append({"user": ds.users.ids[u], "item": e["title"], **p})
+            out.append({"user": ds.users.ids[u], "title": e["title"], "kg_path": e.get("kg_path")})
+    return len(users), out
+
+
+def explain_rows(n_users: int, items: list[dict], rows: list[dict], notes: list[str]) -> None:
+    n = len(items)
+    relations: dict[str, int] = {}
+    examples = []
+    with_path = 0
+    for e in items:
+        p = e["kg_path"]
+        if p:
+            with_path += 1
+            relations[p["relation"]] = relations.get(p["relation"], 0) + 1
+            if len(examples) < 8 and p["relation"] not in {x["relation"] for x in examples}:
+                examples.append({"user": e["user"], "item": e["title"], **p})
     share = with_path / max(n, 1)
     console.print(f"  {with_path}/{n} recommended items have a KG path ({share:.1%}); relations {relations}")
     (RESULTS / "kg_explain.json").write_text(json.dumps({"share": share, "items": n, "with_path": with_path,
                                                          "path_relations": relations, "examples": examples},
                                                         indent=2))
     rows.append({"dataset": "ml-1m", "split": "given", "model": "pipeline", "stage": "explanations",
-                 "params": {"config": "configs/ml-1m-kg.toml"}, "users": int(len(users)),
+                 "params": {"config": "configs/ml-1m-kg.toml"}, "users": int(n_users),
                  "kg_path_share@10": round(share, 4), "reproduce": "python benchmarks/kg.py --part explain"})
     top = sorted(relations.items(), key=lambda kv: -kv[1])
     notes.append(f"Explanations: {share:.1%} of the top-10 items of the ML-1M KG pipeline (1,000 test users) have a "
@@ -251,6 +295,48 @@ def part_ease_kg_grid(rows: list[dict], notes: list[str]) -> None:
                  + f"; best alpha {best[0]:g}.")
 
 
+# the ML-1M KG pipeline's choices, each judged on validation (fit on train, score the random
+# 10% hold-out; test untouched): label -> pipeline params (configs/ml-1m-kg.toml with overrides)
+_EK = {"weighting": "binary"}
+_KG = "configs/ml-1m-kg.toml"
+_SIDE = [{"name": "ease250", "model": "ease-kg", "params": {"lam": 250.0, "alpha": 15.0, **_EK}},
+         {"name": "ease4000", "model": "ease-kg", "params": {"lam": 4000.0, "alpha": 40.0, **_EK}}]
+_MORE = [*_SIDE, {"name": "easeplain", "model": "ease", "before": "als", "params": {"lam": 1000.0}, "quota": 30,
+                  "weight": 0.0}, {"name": "kg", "quota": 60}]
+VALID_VARIANTS: dict[str, dict[str, Any]] = {
+    "ml-1m.toml (no KG)": {"config": "configs/ml-1m.toml"},
+    "ml-1m-kg.toml": {"config": _KG},
+    "+ ease250 / ease4000 fitted as ease-kg": {"config": _KG, "overrides": {"channels": _SIDE}},
+    "+ that, a plain EASE channel, kg quota 60": {"config": _KG, "overrides": {"channels": _MORE}},
+    "+ that, kg affinity features": {"config": _KG, "overrides": {
+        "channels": _MORE, "rank": {"features": [{"name": "kg", "params": {"affinity": True}}]}}},
+}
+
+
+def part_ml1m_valid(rows: list[dict], notes: list[str], only: list[str] | None = None) -> None:
+    ds = load_dataset("ml-1m")
+    split = make_split(ds, "given")
+    got = []
+    for label, overrides in VALID_VARIANTS.items():  # (label, pipeline params)
+        if only and label not in only:
+            continue
+        params = overrides
+        console.print(f"[bold]valid: {label}[/]")
+        t0 = time.perf_counter()
+        m = create("pipeline", params)
+        m.progress = lambda msg: console.print(f"    [dim]{msg}[/]")
+        m.fit(split.train, ds)
+        v = evaluate(m, split, stage="valid", ks=(10, 20), keep_recs=False).metrics
+        console.print(f"  valid NDCG@10 {v['NDCG@10']:.4f} Recall@20 {v['Recall@20']:.4f} "
+                      f"({time.perf_counter() - t0:.0f} s)")
+        got.append((label, v))
+        rows.append({"dataset": "ml-1m", "split": "given-valid", "model": "pipeline", "stage": label,
+                     "params": params, "users": 0, "valid_NDCG@10": round(float(v["NDCG@10"]), 5),
+                     "valid_Recall@20": round(float(v["Recall@20"]), 5),
+                     "fit_s": round(time.perf_counter() - t0, 1),
+                     "reproduce": f"python benchmarks/kg.py --part ml-1m-valid --variant '{label}'"})
+
+
 TEXT_RELATIONS = ["film.film.director", "film.film.writer", "film.film.star"]
 
 
@@ -280,6 +366,10 @@ def part_text(rows: list[dict], notes: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", action="append", choices=PARTS, help="a part to run (repeatable; default all)")
+    ap.add_argument("--variant", action="append", help="with --part ml-1m-valid: only this variant (repeatable)")
+    ap.add_argument("--no-pipeline-valid", action="store_true",
+                    help="ml-1m: judge the two pipelines on test only (their validation figures come from "
+                         "--part ml-1m-valid)")
     ap.add_argument("--report", action="store_true", help="rewrite kg.md from kg.json without running anything")
     args = ap.parse_args()
     if args.report:
@@ -289,14 +379,19 @@ def main() -> None:
         _add_summary(md, data["rows"], data.get("notes", []))
         return
     parts = args.part or PARTS
+    OPTIONS["pipeline_valid"] = not args.no_pipeline_valid
+    if "ml-1m" in parts and "explain" in parts:  # the explanations come from the KG pipeline's test fit
+        OPTIONS["explain_from_ml1m"] = True
+    run = [p for p in parts if not (p == "explain" and OPTIONS["explain_from_ml1m"])]
     new_rows: list[dict] = []
     new_notes: list[str] = []
     funcs = {"ml-1m": part_ml1m, "amazon": part_amazon, "kge": part_kge, "explain": part_explain,
-             "coldstart": part_coldstart, "text": part_text, "ease-kg-grid": part_ease_kg_grid}
+             "coldstart": part_coldstart, "text": part_text, "ease-kg-grid": part_ease_kg_grid,
+             "ml-1m-valid": lambda r, n: part_ml1m_valid(r, n, args.variant)}
     with threadpool_limits(1):
-        for p in parts:
+        for p in run:
             funcs[p](new_rows, new_notes)
-    rows, notes = _previous(parts) if args.part else ([], [])  # read now: other parts may have run meanwhile
+    rows, notes = _previous(parts, args.variant) if args.part else ([], [])  # read now: other parts may have run meanwhile
     rows += new_rows
     notes += new_notes
     # every row of the file comes from `python benchmarks/kg.py` (all parts) or its `--part NAME` rerun
@@ -327,7 +422,7 @@ def _add_summary(md: Path, rows: list[dict], notes: list[str]) -> None:
                   encoding="utf-8")
 
 
-def _previous(parts: list[str]) -> tuple[list[dict], list[str]]:
+def _previous(parts: list[str], variants: list[str] | None = None) -> tuple[list[dict], list[str]]:
     """The rows and notes of the committed results that belong to parts not run now."""
     previous = RESULTS / "kg.json"
     if not previous.is_file():
@@ -340,7 +435,9 @@ def _previous(parts: list[str]) -> tuple[list[dict], list[str]]:
             "explain": lambda r: r["stage"] == "explanations",
             "coldstart": lambda r: r["split"] == "coldstart-random",
             "text": lambda r: r["model"] == "lm-mean" and r["split"] == "given",
-            "ease-kg-grid": lambda r: r["split"] == "given-valid"}
+            "ease-kg-grid": lambda r: r["split"] == "given-valid" and r["model"] == "ease-kg",
+            "ml-1m-valid": lambda r: r["split"] == "given-valid" and r["model"] == "pipeline"
+            and (not variants or r["stage"] in variants)}
     rows = [r for r in old.get("rows", []) if not any(mine[p](r) for p in parts)]
     notes = [n for n in old.get("notes", []) if not any(n.startswith(_NOTE_PREFIX[p]) for p in parts)
              and not (n.startswith("- ") and "explain" in parts)]
@@ -349,7 +446,7 @@ def _previous(parts: list[str]) -> tuple[list[dict], list[str]]:
 
 _NOTE_PREFIX = {"ml-1m": "ML-1M target", "amazon": "Amazon Scientific", "kge": "KG embeddings",
                 "explain": "Explanations", "coldstart": "Cold items", "text": "Text + KG",
-                "ease-kg-grid": "ease-kg alpha"}
+                "ease-kg-grid": "ease-kg alpha", "ml-1m-valid": "ML-1M KG pipeline variants"}
 
 
 if __name__ == "__main__":

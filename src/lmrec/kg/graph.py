@@ -371,6 +371,47 @@ class KnowledgeGraph:
                              minlength=len(cands) * n_rel).astype(np.float32).reshape(len(cands), n_rel)
         return sims, shares / nh
 
+    def affinity(self, candidates: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How much of each candidate's entities the history already covers.
+
+        Returns (aff, linked): aff (n_candidates, n_relations), per relation the max over the
+        candidate's live slots of that relation of (history items holding the slot) / (the
+        other items holding it): 1 when the user saw every other film of the candidate's
+        director, whatever the director's output; linked (n_candidates,) how many history
+        items share at least one live slot with the candidate (a count, not a share)."""
+        w = self.weighted()
+        n_rel = len(self.relations)
+        cands = np.asarray(candidates, np.int64)
+        hist = np.asarray(history, np.int64)
+        aff = np.zeros((len(cands), n_rel), np.float32)
+        linked = np.zeros(len(cands), np.float32)
+        if not len(cands) or not len(hist):
+            return aff, linked
+        hp, hs, _ = _row_entries(w, hist)
+        cp, cs, _ = _row_entries(w, cands)
+        if not len(hs) or not len(cs):
+            return aff, linked
+        order = np.argsort(hs, kind="stable")
+        hp, hs = hp[order], hs[order]
+        lo = np.searchsorted(hs, cs, "left")
+        cnt = np.searchsorted(hs, cs, "right") - lo
+        keep = cnt > 0
+        if not keep.any():
+            return aff, linked
+        cp, cs, lo, cnt = cp[keep], cs[keep], lo[keep], cnt[keep]
+        # the join on the slot: (candidate, history item) pairs; a candidate in the history
+        # does not count itself
+        rep = np.repeat(np.arange(len(cp)), cnt)
+        at = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
+        other = hist[hp[at]] != cands[cp[rep]]
+        n_other = np.bincount(rep[other], minlength=len(cp)).astype(np.float64)
+        df = self.df()
+        ratio = np.minimum(n_other / np.maximum(df[cs] - 1.0, 1.0), 1.0).astype(np.float32)
+        np.maximum.at(aff, (cp, self.slot_relation[cs]), ratio)
+        pairs = np.unique(cp[rep[other]] * len(hist) + hp[at][other])
+        linked = np.bincount(pairs // len(hist), minlength=len(cands)).astype(np.float32)
+        return aff, linked
+
     def shared(self, a: int, b: int) -> list[tuple[str, str]]:
         """(relation, entity) slots items `a` and `b` share, heaviest first."""
         sa = set(self.item_slots.indices[self.item_slots.indptr[a]:self.item_slots.indptr[a + 1]].tolist()) \

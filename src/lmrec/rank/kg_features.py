@@ -7,6 +7,10 @@ Columns, against the user's `recent` latest items:
   (relation weights uniform: the ranker weighs relations through the next columns);
 - `kg:rel:<relation>`: per relation, the share of history items that share an entity of
   that relation with the candidate (same director, same star, same brand ...);
+- `kg:n_linked` and per relation `kg:aff:<relation>` (with `affinity`): how many history
+  items share an entity with the candidate (a count), and the max over the candidate's
+  entities of that relation of the share of the entity's other items the user has (saw 4 of
+  the director's 5 other films: 0.8; rarity-normalised where `kg:rel` is not);
 - `kg:emb_cos` (with `embedding` set): cosine between the candidate's KG embedding and the
   mean embedding of the history items;
 - `kg:entity_lm_cos` (with `entity_text`): the same with the items' LM entity vectors (the
@@ -51,13 +55,15 @@ class KGFeatureConfig(GraphOptions):
     many of the user's latest events are compared; embedding: also train a KG embedding
     ("transe" / "distmult") and add `kg:emb_cos`; entity_text: add `kg:entity_lm_cos`, the
     cosine between the candidate's and the history's LM entity vectors (entities encoded by
-    name where known, else the mean of their items' text vectors) with `encoder`."""
+    name where known, else the mean of their items' text vectors) with `encoder`; affinity:
+    add `kg:n_linked` and the per-relation `kg:aff:<relation>` columns."""
 
     recent: int = Field(100, ge=1)
     embedding: Literal["none", "transe", "distmult"] = "none"
     embedding_dim: int = Field(64, ge=2)
     embedding_epochs: int = Field(200, ge=1)
     entity_text: bool = False
+    affinity: bool = False
     encoder: str = "minilm"
 
 
@@ -138,6 +144,8 @@ class KGFeatures(Feature):
     @property
     def columns(self) -> list[str]:
         cols = ["kg:linked", "kg:mean", "kg:max", *[_col(r) for r in self._relations]]
+        if self.config.affinity:
+            cols += ["kg:n_linked", *[_col(r).replace("kg:rel:", "kg:aff:", 1) for r in self._relations]]
         if self.config.embedding != "none":
             cols.append("kg:emb_cos")
         if self.config.entity_text:
@@ -171,6 +179,11 @@ class KGFeatures(Feature):
             out[a:b, 2] = sims.max(axis=1)
             out[a:b, 3:3 + n_rel] = shares[:, :n_rel]
             col = 3 + n_rel
+            if self.config.affinity:
+                aff, n_linked = g.affinity(cands, hist)
+                out[a:b, col] = n_linked
+                out[a:b, col + 1:col + 1 + n_rel] = aff[:, :n_rel]
+                col += 1 + n_rel
             for table in (self.emb, self.ent):
                 if table is None:
                     continue

@@ -240,6 +240,50 @@ def test_overlap_join_equals_sparse_products() -> None:
         assert shares.max() > 0
 
 
+def test_affinity_equals_a_brute_force_count() -> None:
+    ds = shop(n_brands=5, per_brand=6)
+    g = KnowledgeGraph.from_dataset(ds, GraphConfig(max_df=0.6))
+    w = g.weighted()
+    df = g.df()
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        cands = rng.choice(ds.n_items + 3, 12, replace=False)
+        hist = np.unique(np.r_[rng.choice(ds.n_items, 6), cands[:1] % ds.n_items])
+        aff, linked = g.affinity(cands, hist)
+        ref_aff = np.zeros_like(aff)
+        ref_linked = np.zeros_like(linked)
+        for k, c in enumerate(cands):
+            if c >= ds.n_items:
+                continue
+            hist_slots = [set(w[h].indices.tolist()) for h in hist if h != c]  # never itself
+            slots = set(w[c].indices.tolist())
+            ref_linked[k] = sum(bool(slots & hs) for hs in hist_slots)
+            for s in slots:
+                n = sum(s in hs for hs in hist_slots)
+                if n:
+                    r = g.slot_relation[s]
+                    ref_aff[k, r] = max(ref_aff[k, r], min(n / max(df[s] - 1, 1), 1.0))
+        assert np.allclose(aff, ref_aff, atol=1e-6)
+        assert np.array_equal(linked, ref_linked)
+        assert aff.max() > 0
+
+
+def test_kg_features_affinity_columns() -> None:
+    ds = shop()
+    from lmrec.rank.kg_features import KGFeatures
+    from lmrec.types import Candidates, Query
+
+    f = KGFeatures(affinity=True).fit(ds.interactions, ds)
+    cols = f.columns
+    assert "kg:n_linked" in cols and "kg:aff:brand" in cols
+    v = f.values(Query(user=0), Candidates(np.array([1, 29]), np.zeros(2)))
+    assert v.shape == (2, len(cols))
+    hist = set(ds.interactions.item[ds.interactions.user == 0].tolist())
+    own = len([h for h in hist if h < 5 and h != 1])
+    assert v[0, cols.index("kg:aff:brand")] == pytest.approx(own / 4, abs=1e-6)  # brand 0: 4 other items
+    assert "kg:aff:brand" not in KGFeatures().fit(ds.interactions, ds).columns
+
+
 def test_ease_kg_adds_the_graph_to_ease() -> None:
     from lmrec.recall.ease import EASE
     from lmrec.recall.kg import EASEKG
