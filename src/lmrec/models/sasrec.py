@@ -62,7 +62,9 @@ class SASRecConfig(TrainConfig, DPFields):
     dp_windows_per_user: the most training windows of one drawn user in one DP step (their
     mean loss is the user's loss, clipped as one). dp_freeze: parameter-name prefixes (e.g.
     "item_encoder", "blocks") kept at their starting values under DP: fewer noised weights,
-    useful with `init_from` (public weights).
+    useful with `init_from` (public weights). dp_ema: the model keeps the exponential moving
+    average of the weights over the DP steps with this decay (0 = the last weights): averaging
+    the iterates averages their noise out, and costs no privacy (post-processing).
     init_from: a folder saved by a model of the same class and shape, trained on other
     (public) data, whose catalog-independent weights start this one (`warm_start`): with
     sasrec-text that is everything but the per-item tensors, so a model pre-trained on one
@@ -79,6 +81,7 @@ class SASRecConfig(TrainConfig, DPFields):
     dp_chunk: int = Field(64, ge=1)
     dp_windows_per_user: int = Field(1, ge=1)
     dp_freeze: tuple[str, ...] = ()
+    dp_ema: float = Field(0.0, ge=0.0, lt=1.0)
     init_from: str | None = None
 
     @model_validator(mode="after")
@@ -269,6 +272,8 @@ class SASRec(TorchRecommender):
             sched = warmup_schedule(opt, cfg.warmup_steps)
             rng = np.random.default_rng(cfg.seed + 1)
             history = TrainHistory()
+            ema = ({n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+                   if cfg.dp_ema > 0 else None)
             per_epoch = max(1, int(round(1 / dp.sample_rate)))
             t0 = time.perf_counter()
             net.train()
@@ -284,8 +289,18 @@ class SASRec(TorchRecommender):
                 stats = dp.step((torch.from_numpy(inputs.reshape(shape)), torch.from_numpy(targets.reshape(shape))))
                 opt.step()
                 sched.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        for name, p in net.named_parameters():
+                            if name in ema:
+                                ema[name].mul_(cfg.dp_ema).add_(p.detach(), alpha=1 - cfg.dp_ema)
                 if (t + 1) % per_epoch == 0 or t + 1 == dp.steps_planned:
                     history.epochs.append({"epoch": len(history.epochs) + 1, "step": t + 1, **stats})
+            if ema is not None:
+                with torch.no_grad():
+                    for name, p in net.named_parameters():
+                        if name in ema:
+                            p.copy_(ema[name])
             net.eval()
             history.best_epoch = len(history.epochs)
             history.train_s = time.perf_counter() - t0

@@ -210,3 +210,18 @@ def test_dp_freeze_keeps_the_public_weights(ds, tmp_path) -> None:
     assert not torch.equal(before["positions"], after["positions"])
     with pytest.raises(ValueError, match="freezes nothing"):
         SASRecText(**small, epochs=1, dp_epsilon=8.0, dp_freeze=("nope",)).fit(ds.interactions, ds)
+
+
+def test_dp_ema_averages_the_iterates_at_no_privacy_cost(ds) -> None:
+    last = SASRec(**SEQ).fit(ds.interactions, ds)
+    avg = SASRec(**SEQ, dp_ema=0.8).fit(ds.interactions, ds)
+    assert avg.dp_report == last.dp_report  # post-processing: the same guarantee
+    assert not np.allclose(_weights(avg), _weights(last), atol=1e-4)
+    # the average moves less far from the start than the last iterate
+    from lmrec.models.training import seed_everything
+
+    start = SASRec(**SEQ)
+    start.n_items = ds.n_items
+    seed_everything(0)  # as the fit does before building the network
+    init = np.concatenate([p.detach().numpy().ravel() for p in start._build_network(ds, None).parameters()])
+    assert np.linalg.norm(_weights(avg) - init) < np.linalg.norm(_weights(last) - init)
