@@ -19,6 +19,10 @@ Parts (`--part`, repeatable; default all):
   the text (LM) channel and popularity on the cold items.
 - ease-kg-grid: the validation choice of ease-kg's alpha (0 = EASE) on ML-1M (fit on train,
   score the random 10% validation hold-out; test untouched).
+- ml-1m-valid: the KG pipeline variants tried (ease-kg in the side EASE channels, a plain
+  EASE channel beside ease-kg, a larger KG quota, the affinity features), each judged on
+  validation only (`--variant LABEL` reruns one); `--part ml-1m --no-pipeline-valid` then
+  takes the two pipelines' validation figures from these rows instead of refitting.
 - text: LM + KG: the LM channel (lm-mean, MiniLM) on ML-1M with the plain item text ("title.
   Genres: ...") against the text enriched with the item's KG neighbourhood (director, writer,
   star: `lmrec.kg.text`, entities named through the titles of their best-known other items,
@@ -29,6 +33,7 @@ One BLAS / OpenMP / torch / LightGBM thread everywhere. Writes benchmarks/result
 
     python benchmarks/kg.py
     python benchmarks/kg.py --part ml-1m --part explain
+    python benchmarks/kg.py --part ml-1m --part explain --no-pipeline-valid
 """
 
 from __future__ import annotations
